@@ -1,0 +1,586 @@
+package dynaflow
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+)
+
+// A batch of MaxBatchWriteRequests items of at most MaxItemSize bytes stays under DynamoDB's
+// 16 MB request limit, so a request is never too large once Put has checked each item's size.
+const _ = maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096) // compile-time: must not be negative
+
+// write is one accepted put or delete, from Put to the moment it lands, fails or is replaced.
+type write struct {
+	req  types.WriteRequest
+	put  types.PutRequest    // req.PutRequest points here: one allocation per write
+	del  types.DeleteRequest // req.DeleteRequest points here
+	key  string              // canonical key
+	size int                 // item size by DynamoDB's rules
+	// seq is the sequence number of the oldest accepted write this one stands for: a write that
+	// replaces an older one takes over its number, so that Flush waits for it in its place.
+	seq      uint64
+	attempts int   // times sent
+	lastErr  error // why the last send did not land
+
+	// Set by the call that sent it, read by the owner after the call is done.
+	outcome outcome
+	err     error
+}
+
+// outcome is what became of a write in one call.
+type outcome uint8
+
+const (
+	landed outcome = iota // written
+	again                 // unprocessed or retryable: send again
+	failed                // rejected; err says why
+)
+
+// slot is the owner's state for one key that has writes outstanding. At most one write per key
+// is in flight; the newest write waiting behind it (to be sent, or to be retried) is next.
+type slot struct {
+	inflight *write
+	next     *write
+	queued   bool // in fresh or retry, to be sent
+}
+
+// entry is a slot waiting in a queue, and since when.
+type entry struct {
+	s     *slot
+	since time.Time
+}
+
+// queue is a FIFO of entries.
+type queue struct {
+	items []entry
+	head  int
+}
+
+func (q *queue) len() int     { return len(q.items) - q.head }
+func (q *queue) front() entry { return q.items[q.head] }
+func (q *queue) push(e entry) { q.items = append(q.items, e) }
+func (q *queue) reset()       { clear(q.items); q.items, q.head = q.items[:0], 0 }
+func (q *queue) pop() entry {
+	e := q.items[q.head]
+	q.items[q.head] = entry{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return e
+}
+
+// delayed are writes waiting out a backoff before they are sent again.
+type delayed struct {
+	at     time.Time
+	writes []*write
+}
+
+// delays is a min-heap of delayed by time.
+type delays []delayed
+
+func (d delays) Len() int           { return len(d) }
+func (d delays) Less(i, j int) bool { return d[i].at.Before(d[j].at) }
+func (d delays) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
+func (d *delays) Push(x any)        { *d = append(*d, x.(delayed)) }
+func (d *delays) Pop() any {
+	old := *d
+	x := old[len(old)-1]
+	old[len(old)-1] = delayed{}
+	*d = old[:len(old)-1]
+	return x
+}
+
+// flushWaiter is a Flush call waiting for the writes up to mark.
+type flushWaiter struct {
+	mark   uint64
+	left   int // outstanding writes with seq <= mark
+	done   chan struct{}
+	closed bool // the Batcher ended before the writes did (only after an aborted Close)
+}
+
+// call is one BatchWriteItem call, with the calls it split into after a ValidationException.
+type call struct {
+	writes    []*write
+	throttled int64
+	requests  int64
+}
+
+// owner is the state of the Batcher's goroutine, which alone touches it.
+type owner struct {
+	b       *Batcher
+	slots   map[string]*slot
+	free    []*slot
+	fresh   queue // new writes, oldest first
+	retry   queue // writes back from a backoff: sent first
+	delays  delays
+	waiters []*flushWaiter
+	results chan *call
+	calls   sync.WaitGroup
+
+	inflight          int
+	live              int // writes in slots
+	closing, aborting bool
+
+	// Changes not yet published to b.stats.
+	dirty                                           bool
+	written, failedN, coalesced, retried, throttled int64
+	requests                                        int64
+	finished, finishedBytes                         int
+	failures                                        []Failure
+}
+
+// run is the Batcher's goroutine: it takes accepted writes, packs them into calls, handles what
+// the calls bring back, and answers Flush, until Close and every write is done.
+func (b *Batcher) run() {
+	o := &owner{
+		b:       b,
+		slots:   make(map[string]*slot),
+		results: make(chan *call, b.opts.MaxInFlight),
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var armed time.Time
+	closing, abort := b.closing, b.abort
+	var spare []*write
+	for {
+		now := time.Now()
+		spare = o.intake(spare, now)
+		o.wakeDelayed(now)
+		o.dispatch(now)
+		o.publish()
+		if o.closing && o.live == 0 && o.inflight == 0 {
+			break
+		}
+		if next := o.deadline(); !next.Equal(armed) {
+			timer.Stop()
+			if !next.IsZero() {
+				timer.Reset(time.Until(next))
+			}
+			armed = next
+		}
+		select {
+		case <-b.wake:
+		case c := <-o.results:
+			o.complete(c, time.Now())
+		case fw := <-b.ctrl:
+			spare = o.intake(spare, now) // the writes Flush waits for may still be in incoming
+			o.addWaiter(fw)
+		case <-timer.C:
+			armed = time.Time{}
+		case <-closing:
+			o.closing, closing = true, nil
+		case <-abort:
+			o.aborting, abort = true, nil
+			o.failWaiting()
+		}
+	}
+	timer.Stop()
+	o.calls.Wait()
+	for _, fw := range o.waiters {
+		fw.closed = true
+		close(fw.done)
+	}
+	b.cancel()
+	if b.notify != nil {
+		b.notify.stop()
+	}
+	close(b.done)
+}
+
+// intake takes the writes that Put and Delete handed over. spare is an empty slice to hand back
+// to incoming; intake returns the next one.
+func (o *owner) intake(spare []*write, now time.Time) []*write {
+	b := o.b
+	b.mu.Lock()
+	in := b.incoming
+	b.incoming = spare
+	b.mu.Unlock()
+	for _, w := range in {
+		o.accept(w, now)
+	}
+	clear(in)
+	return in[:0]
+}
+
+// accept takes one new write: it replaces an older write to the key that is still waiting, waits
+// behind one in flight, or joins the queue.
+func (o *owner) accept(w *write, now time.Time) {
+	o.live++
+	if o.aborting {
+		o.finish(w, o.abortErr(w))
+		return
+	}
+	s := o.slots[w.key]
+	if s == nil {
+		if n := len(o.free); n > 0 {
+			s, o.free = o.free[n-1], o.free[:n-1]
+		} else {
+			s = new(slot)
+		}
+		o.slots[w.key] = s
+	}
+	if old := s.next; old != nil {
+		o.replace(old, w)
+	}
+	s.next = w
+	if s.inflight == nil && !s.queued {
+		o.enqueue(&o.fresh, s, now)
+	}
+}
+
+// enqueue puts s in q.
+func (o *owner) enqueue(q *queue, s *slot, now time.Time) {
+	s.queued = true
+	q.push(entry{s, now})
+}
+
+// replace drops old, a write that newer makes obsolete, and hands its place in line for Flush to
+// newer.
+func (o *owner) replace(old, newer *write) {
+	for _, fw := range o.waiters {
+		before := b2i(old.seq <= fw.mark) + b2i(newer.seq <= fw.mark)
+		after := b2i(min(old.seq, newer.seq) <= fw.mark)
+		fw.left -= before - after
+	}
+	newer.seq = min(old.seq, newer.seq)
+	o.coalesced++
+	o.gone(old)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// finish ends a write as written (err nil) or failed.
+func (o *owner) finish(w *write, err error) {
+	if err == nil {
+		o.written++
+	} else {
+		o.failedN++
+		o.failures = append(o.failures, Failure{Request: w.req, Err: err})
+	}
+	for i := 0; i < len(o.waiters); i++ {
+		fw := o.waiters[i]
+		if w.seq <= fw.mark {
+			fw.left--
+		}
+	}
+	o.gone(w)
+}
+
+// gone does the accounting of a write that has left the Batcher.
+func (o *owner) gone(w *write) {
+	o.live--
+	o.finished++
+	o.finishedBytes += w.size
+	o.dirty = true
+}
+
+// release frees the slot of key once nothing is left in it.
+func (o *owner) release(key string, s *slot) {
+	if s.next == nil && s.inflight == nil {
+		delete(o.slots, key)
+		*s = slot{}
+		o.free = append(o.free, s)
+	}
+}
+
+// urgent reports whether writes should go out without waiting for their batch to fill.
+func (o *owner) urgent() bool { return o.closing || len(o.waiters) > 0 }
+
+// dispatch sends batches while calls are free: full batches at once, a partial one when its
+// oldest write has waited FlushInterval, when it holds retries, or when Flush or Close waits.
+func (o *owner) dispatch(now time.Time) {
+	opts := &o.b.opts
+	for o.inflight < opts.MaxInFlight && !o.aborting {
+		n := o.retry.len() + o.fresh.len()
+		if n == 0 {
+			return
+		}
+		if n < MaxBatchWriteRequests && o.retry.len() == 0 && !o.urgent() &&
+			now.Before(o.fresh.front().since.Add(opts.FlushInterval)) {
+			return
+		}
+		batch := make([]*write, 0, min(n, MaxBatchWriteRequests))
+		for len(batch) < MaxBatchWriteRequests {
+			var e entry
+			switch {
+			case o.retry.len() > 0:
+				e = o.retry.pop()
+			case o.fresh.len() > 0:
+				e = o.fresh.pop()
+			}
+			if e.s == nil {
+				break
+			}
+			s := e.s
+			w := s.next
+			s.queued, s.next, s.inflight = false, nil, w
+			w.attempts++
+			batch = append(batch, w)
+		}
+		o.launch(batch)
+	}
+}
+
+// launch sends batch in a goroutine of its own, which reports to o.results.
+func (o *owner) launch(batch []*write) {
+	o.inflight++
+	o.dirty = true
+	o.calls.Add(1)
+	go func() {
+		defer o.calls.Done()
+		c := &call{writes: batch}
+		o.b.send(o.b.callCtx, batch, c)
+		o.results <- c
+	}()
+}
+
+// send writes ws with one BatchWriteItem call and sets each write's outcome. A batch that draws
+// a ValidationException is split in halves, within the same call slot, until each offending
+// write stands alone, so that only the offenders fail.
+func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
+	reqs := make([]types.WriteRequest, len(ws))
+	for i, w := range ws {
+		reqs[i] = w.req
+	}
+	c.requests++
+	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
+		RequestItems: map[string][]types.WriteRequest{b.table: reqs},
+	})
+	if err == nil {
+		left := out.UnprocessedItems[b.table]
+		var unprocessed map[string]bool
+		if len(left) > 0 && len(left) < len(ws) {
+			unprocessed = make(map[string]bool, len(left))
+			for _, r := range left {
+				if k, ok := b.requestKey(r); ok {
+					unprocessed[k] = true
+				}
+			}
+		}
+		for _, w := range ws {
+			w.outcome, w.err = landed, nil
+			if len(left) >= len(ws) || unprocessed[w.key] {
+				w.outcome, w.err = again, ErrUnprocessed
+			}
+		}
+		return
+	}
+	retryable, throttled := classify(err)
+	if throttled {
+		c.throttled++
+	}
+	if !retryable && len(ws) > 1 && isValidation(err) && ctx.Err() == nil {
+		h := len(ws) / 2
+		b.send(ctx, ws[:h], c)
+		b.send(ctx, ws[h:], c)
+		return
+	}
+	o := failed
+	if retryable {
+		o = again
+	}
+	for _, w := range ws {
+		w.outcome, w.err = o, err
+	}
+}
+
+// isValidation reports whether err says the request itself is bad.
+func isValidation(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "ValidationException" {
+		return true
+	}
+	var ser *smithy.SerializationError
+	return errors.As(err, &ser)
+}
+
+// complete handles a finished call: it ends the writes that landed or failed, and schedules the
+// others to be sent again after a backoff, unless a newer write to their key has come in.
+func (o *owner) complete(c *call, now time.Time) {
+	b := o.b
+	o.inflight--
+	o.dirty = true
+	o.throttled += c.throttled
+	o.requests += c.requests
+	var retry []*write
+	maxAttempts := 0
+	for _, w := range c.writes {
+		s := o.slots[w.key]
+		s.inflight = nil
+		switch {
+		case w.outcome == landed:
+			o.finish(w, nil)
+		case o.aborting:
+			o.finish(w, o.abortErr(w))
+		case w.outcome == failed:
+			o.finish(w, b.failErr(w.err))
+		case s.next != nil:
+			// A newer write to this key came in while this one was in flight: it wins.
+			w.lastErr = w.err
+			o.replace(w, s.next)
+		case w.attempts >= b.opts.Retry.MaxAttempts:
+			o.finish(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
+		default:
+			w.lastErr = w.err
+			s.next = w
+			o.retried++
+			retry = append(retry, w)
+			maxAttempts = max(maxAttempts, w.attempts)
+		}
+		if s.next != nil && s.next != w && !s.queued {
+			o.enqueue(&o.fresh, s, now) // the newer write waited behind this one
+		}
+		o.release(w.key, s)
+	}
+	if len(retry) > 0 {
+		heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(maxAttempts)), writes: retry})
+	}
+}
+
+// wakeDelayed moves the writes whose backoff is over to the retry queue, skipping those that a
+// newer write has replaced meanwhile.
+func (o *owner) wakeDelayed(now time.Time) {
+	for len(o.delays) > 0 && !o.delays[0].at.After(now) {
+		d := heap.Pop(&o.delays).(delayed)
+		for _, w := range d.writes {
+			if s := o.slots[w.key]; s != nil && s.next == w && s.inflight == nil && !s.queued {
+				o.enqueue(&o.retry, s, now)
+			}
+		}
+	}
+}
+
+// deadline returns when the owner must next act without being told: when the oldest waiting
+// write has waited FlushInterval, or a backoff is over. Zero means no such time.
+func (o *owner) deadline() time.Time {
+	var t time.Time
+	if o.fresh.len() > 0 && o.inflight < o.b.opts.MaxInFlight && !o.aborting {
+		t = o.fresh.front().since.Add(o.b.opts.FlushInterval)
+	}
+	if len(o.delays) > 0 && (t.IsZero() || o.delays[0].at.Before(t)) {
+		t = o.delays[0].at
+	}
+	return t
+}
+
+// addWaiter registers a Flush, counting the outstanding writes it waits for.
+func (o *owner) addWaiter(fw *flushWaiter) {
+	for _, s := range o.slots {
+		if s.inflight != nil && s.inflight.seq <= fw.mark {
+			fw.left++
+		}
+		if s.next != nil && s.next.seq <= fw.mark {
+			fw.left++
+		}
+	}
+	o.waiters = append(o.waiters, fw)
+}
+
+// failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
+// flight are cancelled and their writes fail as they come back.
+func (o *owner) failWaiting() {
+	for key, s := range o.slots {
+		if w := s.next; w != nil {
+			s.next, s.queued = nil, false
+			o.finish(w, o.abortErr(w))
+		}
+		o.release(key, s)
+	}
+	o.fresh.reset()
+	o.retry.reset()
+	clear(o.delays)
+	o.delays = o.delays[:0]
+}
+
+// abortErr is the error of a write that was not written when Close gave up: Close's ctx.Err()
+// wrapped around the write's last error.
+func (o *owner) abortErr(w *write) error {
+	last := w.lastErr
+	if w.err != nil && !errors.Is(w.err, context.Canceled) {
+		last = w.err
+	}
+	if last == nil {
+		return o.b.failErr(fmt.Errorf("not written before Close gave up: %w", o.b.abortErr))
+	}
+	return o.b.failErr(fmt.Errorf("not written before Close gave up: %w; last error: %w", o.b.abortErr, last))
+}
+
+// publish makes the owner's changes visible: counters, freed room, failures, finished Flushes.
+func (o *owner) publish() {
+	if o.dirty {
+		o.publishStats()
+	}
+	o.wakeFlushes()
+}
+
+// publishStats copies the owner's counters, freed room and failures to the Batcher.
+func (o *owner) publishStats() {
+	b := o.b
+	b.mu.Lock()
+	st := &b.stats
+	st.Written += o.written
+	st.Failed += o.failedN
+	st.Coalesced += o.coalesced
+	st.Retried += o.retried
+	st.Throttled += o.throttled
+	st.Requests += o.requests
+	st.Buffered -= o.finished
+	st.InFlight = o.inflight
+	b.bytes -= o.finishedBytes
+	if o.finished > 0 && b.waiting > 0 {
+		close(b.room)
+		b.room = make(chan struct{})
+	}
+	var report *WriteError
+	if len(o.failures) > 0 {
+		b.failures = append(b.failures, o.failures...)
+		if b.notify != nil {
+			report = &WriteError{Failures: o.failures}
+		}
+	}
+	b.mu.Unlock()
+	if report != nil {
+		b.notify.post(report)
+		o.failures = nil
+	} else {
+		o.failures = o.failures[:0]
+	}
+	o.written, o.failedN, o.coalesced, o.retried, o.throttled, o.requests = 0, 0, 0, 0, 0, 0
+	o.finished, o.finishedBytes = 0, 0
+	o.dirty = false
+}
+
+// wakeFlushes answers the Flush calls whose writes are all done.
+func (o *owner) wakeFlushes() {
+	// Flush calls wake after their failures are in b.failures.
+	if len(o.waiters) > 0 {
+		kept := o.waiters[:0]
+		for _, fw := range o.waiters {
+			if fw.left <= 0 {
+				close(fw.done)
+			} else {
+				kept = append(kept, fw)
+			}
+		}
+		clear(o.waiters[len(kept):])
+		o.waiters = kept
+	}
+}

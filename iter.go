@@ -1,0 +1,167 @@
+// Package dynaflow makes Amazon DynamoDB pleasant and safe for high-volume Go services, on top of
+// the AWS SDK for Go v2.
+//
+// Reads are Go iterators: Query, Scan, ParallelScan and BatchGet walk every page, retry throttled
+// pages with backoff, end on the first error, and stop sending requests as soon as the loop
+// breaks:
+//
+//	for item, err := range dyn.Query(ctx, in) {
+//		if err != nil {
+//			return err
+//		}
+//		use(item)
+//	}
+//
+// Writes go through a Batcher, which packs them into BatchWriteItem calls of up to 25, sends
+// several at once, resubmits what DynamoDB hands back unprocessed, and reports every write that
+// could not land.
+package dynaflow
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Item is one DynamoDB item, or a key, as the SDK represents it.
+type Item = map[string]types.AttributeValue
+
+// API is the part of *dynamodb.Client that dynaflow uses.
+type API interface {
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+var _ API = (*dynamodb.Client)(nil)
+
+// Options configure a Client.
+type Options struct {
+	// Retry says how pages, keys and writes that DynamoDB throttles or hands back unprocessed are
+	// retried. Zero fields take Retry's defaults.
+	Retry Retry
+}
+
+// Client reads from and writes to DynamoDB through an API, usually a *dynamodb.Client. A Client
+// is safe for concurrent use; its iterators may be ranged over from many goroutines at once.
+type Client struct {
+	api  API
+	opts Options
+}
+
+// New returns a Client that sends its requests through api, usually a *dynamodb.Client made with
+// dynamodb.NewFromConfig.
+func New(api API, optFns ...func(*Options)) *Client {
+	var o Options
+	for _, fn := range optFns {
+		fn(&o)
+	}
+	o.Retry = o.Retry.withDefaults()
+	return &Client{api: api, opts: o}
+}
+
+// Decode turns a sequence of items into a sequence of values of type T, decoded with
+// attributevalue.UnmarshalMap. An error from seq, or a decode error, is yielded once and ends the
+// sequence.
+func Decode[T any](seq iter.Seq2[Item, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for item, err := range seq {
+			var v T
+			if err != nil {
+				yield(v, err)
+				return
+			}
+			if err := attributevalue.UnmarshalMap(item, &v); err != nil {
+				yield(v, fmt.Errorf("dynaflow: decode %T: %w", v, err))
+				return
+			}
+			if !yield(v, nil) {
+				return
+			}
+		}
+	}
+}
+
+// page is one call of a paged read: it sends the request that starts at start and returns the
+// output and the key at which the next page starts (nil after the last page).
+type page[O any] func(ctx context.Context, start Item) (out O, next Item, err error)
+
+// paged is one page's output with the key of the page after it.
+type paged[O any] struct {
+	out  O
+	next Item
+}
+
+// walk fetches page after page from start until a page comes back without a next key, and yields
+// each output, empty pages included. A failed call is retried under r when the error is
+// retryable; any other error, or the last one, is yielded once, wrapped with op and table. It
+// returns at once, sending nothing more, when yield returns false.
+func walk[O any](ctx context.Context, r Retry, op, table string, start Item, fetch page[O], yield func(O, error) bool) {
+	for {
+		p, err := withRetry(ctx, r, func(ctx context.Context) (paged[O], error) {
+			out, next, err := fetch(ctx, start)
+			return paged[O]{out, next}, err
+		})
+		if err != nil {
+			var zero O
+			yield(zero, fmt.Errorf("dynaflow: %s %s: %w", op, table, err))
+			return
+		}
+		if !yield(p.out, nil) || len(p.next) == 0 {
+			return
+		}
+		start = p.next
+	}
+}
+
+// withRetry runs fn until it succeeds, fails with an error that is not retryable, or has failed
+// r.MaxAttempts times, waiting a full-jitter backoff between attempts on a timer against ctx.
+// The error it returns is fn's last; when ctx ends during a wait it wraps both.
+func withRetry[T any](ctx context.Context, r Retry, fn func(context.Context) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := fn(ctx)
+		if err == nil {
+			return v, nil
+		}
+		if retryable, _ := classify(err); !retryable || attempt >= r.MaxAttempts {
+			if retryable {
+				err = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+			}
+			return v, err
+		}
+		if werr := sleep(ctx, r.backoff(attempt)); werr != nil {
+			return v, fmt.Errorf("%w (while waiting to retry: %w)", werr, err)
+		}
+	}
+}
+
+// flatten turns a sequence of pages into a sequence of the items on them.
+func flatten[O any](pages iter.Seq2[O, error], items func(O) []Item) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		for out, err := range pages {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, item := range items(out) {
+				if !yield(item, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// errSeq returns a sequence that yields err once.
+func errSeq[T any](err error) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		yield(zero, err)
+	}
+}
