@@ -101,4 +101,3 @@ func (c *Client) getChunk(ctx context.Context, table string, proto *types.KeysAn
 	}
 	return true
 }
-

@@ -382,6 +382,11 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 		room := b.room
 		b.waiting++
 		b.mu.Unlock()
+		// Tell the owner that a caller waits: partial batches should go out now.
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -556,4 +561,3 @@ func (n *notifier) run() {
 		}
 	}
 }
-

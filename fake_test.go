@@ -324,7 +324,9 @@ var (
 )
 
 // fastRetry makes backoffs short, for unit tests.
-func fastRetry(o *Options) { o.Retry = Retry{MaxAttempts: 10, Base: time.Millisecond, Max: 5 * time.Millisecond} }
+func fastRetry(o *Options) {
+	o.Retry = Retry{MaxAttempts: 10, Base: time.Millisecond, Max: 5 * time.Millisecond}
+}
 
 // checkNoLeaks fails t if a goroutine running dynaflow's own (non-test) code is still alive.
 // It gives goroutines that are already on their way out up to five seconds to finish.
@@ -368,4 +370,3 @@ func ourGoroutines() []string {
 	}
 	return out
 }
-

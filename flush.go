@@ -133,6 +133,7 @@ type owner struct {
 	inflight          int
 	live              int // writes in slots
 	closing, aborting bool
+	pressed           bool // a Put waits for room
 
 	// Changes not yet published to b.stats.
 	dirty                                           bool
@@ -183,8 +184,8 @@ func (b *Batcher) run() {
 		case <-closing:
 			o.closing, closing = true, nil
 		case <-abort:
-			o.aborting, abort = true, nil
-			o.failWaiting()
+			abort = nil
+			o.startAbort()
 		}
 	}
 	timer.Stop()
@@ -207,6 +208,7 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 	b.mu.Lock()
 	in := b.incoming
 	b.incoming = spare
+	o.pressed = b.waiting > 0
 	b.mu.Unlock()
 	for _, w := range in {
 		o.accept(w, now)
@@ -301,8 +303,9 @@ func (o *owner) release(key string, s *slot) {
 	}
 }
 
-// urgent reports whether writes should go out without waiting for their batch to fill.
-func (o *owner) urgent() bool { return o.closing || len(o.waiters) > 0 }
+// urgent reports whether writes should go out without waiting for their batch to fill: Close or
+// Flush waits for them, or a Put waits for room.
+func (o *owner) urgent() bool { return o.closing || o.pressed || len(o.waiters) > 0 }
 
 // dispatch sends batches while calls are free: full batches at once, a partial one when its
 // oldest write has waited FlushInterval, when it holds retries, or when Flush or Close waits.
@@ -416,6 +419,12 @@ func isValidation(err error) bool {
 // others to be sent again after a backoff, unless a newer write to their key has come in.
 func (o *owner) complete(c *call, now time.Time) {
 	b := o.b
+	select {
+	case <-b.abort:
+		// The call may have ended because Close gave up: its writes fail with Close's reason.
+		o.startAbort()
+	default:
+	}
 	o.inflight--
 	o.dirty = true
 	o.throttled += c.throttled
@@ -492,6 +501,14 @@ func (o *owner) addWaiter(fw *flushWaiter) {
 		}
 	}
 	o.waiters = append(o.waiters, fw)
+}
+
+// startAbort fails every write that is not in flight, once Close's ctx has ended.
+func (o *owner) startAbort() {
+	if !o.aborting {
+		o.aborting = true
+		o.failWaiting()
+	}
 }
 
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in

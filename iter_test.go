@@ -427,6 +427,7 @@ func TestParallelScanErrorCancelsOthers(t *testing.T) {
 func TestParallelScanContextCancelled(t *testing.T) {
 	f := newFake(300)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var errs int
 	n := 0
 	for _, err := range New(f).ParallelScan(ctx, &dynamodb.ScanInput{TableName: aws.String("t")}, 4) {
@@ -447,8 +448,8 @@ func TestParallelScanContextCancelled(t *testing.T) {
 	checkNoLeaks(t)
 }
 
-func sKey(s string) Item  { return Item{"pk": &types.AttributeValueMemberS{Value: s}} }
-func nKey(n string) Item  { return Item{"pk": &types.AttributeValueMemberN{Value: n}} }
+func sKey(s string) Item               { return Item{"pk": &types.AttributeValueMemberS{Value: s}} }
+func nKey(n string) Item               { return Item{"pk": &types.AttributeValueMemberN{Value: n}} }
 func keysOf(ks ...Item) iter.Seq[Item] { return slices.Values(ks) }
 
 func TestBatchGetChunksAndDedupes(t *testing.T) {
