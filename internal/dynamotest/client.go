@@ -78,3 +78,25 @@ func CreateTable(ctx context.Context, api *dynamodb.Client, name string, hash Ke
 		}
 	}
 }
+
+// Seed writes items to table with plain BatchWriteItem calls of 25, sending again whatever comes
+// back unprocessed.
+func Seed(ctx context.Context, api *dynamodb.Client, table string, items []map[string]types.AttributeValue) error {
+	for len(items) > 0 {
+		n := min(25, len(items))
+		reqs := make([]types.WriteRequest, n)
+		for i, it := range items[:n] {
+			reqs[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: it}}
+		}
+		items = items[n:]
+		pending := map[string][]types.WriteRequest{table: reqs}
+		for len(pending) > 0 {
+			out, err := api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+			if err != nil {
+				return fmt.Errorf("seed %s: %w", table, err)
+			}
+			pending = out.UnprocessedItems
+		}
+	}
+	return nil
+}

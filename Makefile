@@ -1,0 +1,39 @@
+# dynaflow's developer commands. `make test` and `make demo` start the local DynamoDB-protocol
+# servers they need; nothing here reaches AWS unless you point it there.
+
+GO       ?= go
+BACKENDS ?= $(if $(DYNAFLOW_BACKEND),$(DYNAFLOW_BACKEND),dynalite moto)
+DYNALITE := .tools/node_modules/dynalite/cli.js
+BENCHTIME ?= 1x
+
+.PHONY: test demo bench bench-smoke tools check
+
+## test: go test -race ./... once against each local server (dynalite, then moto)
+test: tools
+	@set -e; for b in $(BACKENDS); do \
+		echo "== go test -race ./... against $$b"; \
+		DYNAFLOW_BACKEND=$$b $(GO) test -race -count=1 ./...; \
+	done
+
+## demo: run the firehose example against a local server (or $$DYNAMODB_ENDPOINT / $$AWS_ENDPOINT_URL_DYNAMODB)
+demo: tools
+	$(GO) run ./examples/firehose
+
+## bench: the side-by-side benchmarks of issue 4, as one table
+bench:
+	$(GO) run ./internal/benchtable
+
+## bench-smoke: every benchmark once, so that they keep compiling and running
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+## tools: install dynalite (npm) into .tools/
+tools: $(DYNALITE)
+
+$(DYNALITE):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error dynalite@4.0.0
+
+## check: formatting and vet
+check:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
