@@ -1,0 +1,316 @@
+package dynaflow
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
+)
+
+// patient retries long enough that random faults never exhaust a write's budget in a test.
+var patient = Retry{MaxAttempts: 60, Base: time.Millisecond, Max: 20 * time.Millisecond}
+
+// batcher returns a Batcher on e's table through the proxy; the test must Close it.
+func (e *env) batcher(t *testing.T, optFns ...func(*BatcherOptions)) *Batcher {
+	t.Helper()
+	b, err := e.dyn.NewBatcher(context.Background(), e.table, optFns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// contents reads the table directly (not through the proxy): pk to the item.
+func (e *env) contents(t *testing.T) map[string]Item {
+	t.Helper()
+	out := map[string]Item{}
+	for item, err := range New(e.direct).Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table)}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[item["pk"].(*types.AttributeValueMemberS).Value] = item
+	}
+	return out
+}
+
+func event(pk string, v int) Item {
+	return Item{
+		"pk":      &types.AttributeValueMemberS{Value: pk},
+		"version": &types.AttributeValueMemberN{Value: strconv.Itoa(v)},
+		"body":    &types.AttributeValueMemberS{Value: strings.Repeat("e", 100)},
+	}
+}
+
+func closeOK(t *testing.T, b *Batcher) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	checkStats(t, b.Stats())
+	checkNoLeaks(t)
+}
+
+func TestIntegrationBatcherLandsEverythingThroughFaults(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.SetUnprocessed(0.3)
+	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Share: 0.1, Fault: dynamotest.Throttle})
+	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Share: 0.05, Fault: dynamotest.ServerError})
+	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = patient; o.FlushInterval = 10 * time.Millisecond })
+	const producers, each = 16, 250 // many goroutines putting at once
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := b.Put(context.Background(), event("e"+strconv.Itoa(p*each+i), 1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	closeOK(t, b)
+	if n := len(e.contents(t)); n != producers*each {
+		t.Errorf("table holds %d items; want %d", n, producers*each)
+	}
+	s := b.Stats()
+	if s.Written != producers*each || s.Failed != 0 || s.Retried == 0 {
+		t.Errorf("stats = %+v; want all written, with retries", s)
+	}
+	// The SDK rides out most injected faults itself; that some were injected is what counts.
+	if injected := e.proxy.Calls("BatchWriteItem") - e.proxy.Forwarded("BatchWriteItem"); injected == 0 {
+		t.Errorf("the proxy injected no faults")
+	}
+	if c := e.proxy.Calls("BatchWriteItem"); int64(c) < s.Requests {
+		t.Errorf("proxy saw %d calls; Stats.Requests = %d", c, s.Requests)
+	}
+}
+
+func TestIntegrationBatcherLastWriteWins(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.SetUnprocessed(0.5)
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Retry = patient
+		o.FlushInterval = time.Millisecond
+		o.MaxInFlight = 16
+	})
+	const keys, versions = 100, 20
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := range versions {
+				if err := b.Put(context.Background(), event("k"+strconv.Itoa(k), v)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	closeOK(t, b)
+	got := e.contents(t)
+	if len(got) != keys {
+		t.Fatalf("table holds %d items; want %d", len(got), keys)
+	}
+	for pk, item := range got {
+		if v := item["version"].(*types.AttributeValueMemberN).Value; v != strconv.Itoa(versions-1) {
+			t.Errorf("%s holds version %s; want the last, %d", pk, v, versions-1)
+		}
+	}
+	if s := b.Stats(); s.Written+s.Coalesced != keys*versions {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+func TestIntegrationBatcherPutThenDelete(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.SetUnprocessed(0.3)
+	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = patient; o.FlushInterval = time.Millisecond })
+	for i := range 200 {
+		k := "k" + strconv.Itoa(i)
+		b.Put(context.Background(), event(k, 1))
+		if i%2 == 0 {
+			if err := b.Delete(context.Background(), Item{"pk": &types.AttributeValueMemberS{Value: k}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	closeOK(t, b)
+	got := e.contents(t)
+	if len(got) != 100 {
+		t.Errorf("table holds %d items; want the 100 not deleted", len(got))
+	}
+	for pk := range got {
+		if n, _ := strconv.Atoi(pk[1:]); n%2 == 0 {
+			t.Errorf("%s was deleted after its put, but is there", pk)
+		}
+	}
+}
+
+func TestIntegrationBatcherRefusesBadItems(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN)
+	b := e.batcher(t) // key names and types from DescribeTable
+	for name, item := range map[string]Item{
+		"missing range key": {"pk": &types.AttributeValueMemberS{Value: "a"}},
+		"mistyped key":      {"pk": &types.AttributeValueMemberS{Value: "a"}, "sk": &types.AttributeValueMemberS{Value: "1"}},
+		"empty key":         {"pk": &types.AttributeValueMemberS{Value: ""}, "sk": &types.AttributeValueMemberN{Value: "1"}},
+		"too large": {"pk": &types.AttributeValueMemberS{Value: "a"}, "sk": &types.AttributeValueMemberN{Value: "1"},
+			"blob": &types.AttributeValueMemberB{Value: make([]byte, MaxItemSize)}},
+	} {
+		err := b.Put(context.Background(), item)
+		if !errors.Is(err, ErrInvalidItem) && !errors.Is(err, ErrItemTooLarge) {
+			t.Errorf("%s: Put = %v; want ErrInvalidItem or ErrItemTooLarge", name, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), e.table) {
+			t.Errorf("%s: %q does not name the table", name, err)
+		}
+	}
+	closeOK(t, b)
+	if c := e.proxy.Calls("BatchWriteItem"); c != 0 {
+		t.Errorf("BatchWriteItem calls = %d; want 0", c)
+	}
+	if c := e.proxy.Calls("DescribeTable"); c != 1 {
+		t.Errorf("DescribeTable calls = %d; want 1", c)
+	}
+}
+
+func TestIntegrationBatcherIsolatesRejectedWrite(t *testing.T) {
+	e := integration(t, "")
+	// Only the key's name is known, so a key of the wrong type passes Put and the server rejects
+	// the whole request it travels in.
+	b := e.batcher(t, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"} })
+	for i := range 100 {
+		item := event("k"+strconv.Itoa(i), 1)
+		if i == 42 {
+			item["pk"] = &types.AttributeValueMemberN{Value: "42"}
+		}
+		if err := b.Put(context.Background(), item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := b.Close(context.Background())
+	var we *WriteError
+	if !errors.As(err, &we) || len(we.Failures) != 1 {
+		t.Fatalf("Close = %v; want one failure", err)
+	}
+	var api smithy.APIError
+	if !errors.As(we.Failures[0].Err, &api) || api.ErrorCode() != "ValidationException" {
+		t.Errorf("failure = %v; want the server's ValidationException", we.Failures[0].Err)
+	}
+	if _, ok := we.Failures[0].Request.PutRequest.Item["pk"].(*types.AttributeValueMemberN); !ok {
+		t.Errorf("the failure is not the bad write")
+	}
+	if n := len(e.contents(t)); n != 99 {
+		t.Errorf("table holds %d items; want the 99 others", n)
+	}
+	checkNoLeaks(t)
+}
+
+func TestIntegrationBatcherBackpressure(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Fault: dynamotest.Stall})
+	b := e.batcher(t, func(o *BatcherOptions) { o.MaxBuffered = 100; o.FlushInterval = time.Millisecond })
+	for i := range 100 {
+		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Put(ctx, event("k100", 1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Put past MaxBuffered against a stalled server = %v; want context.DeadlineExceeded", err)
+	}
+	if s := b.Stats(); s.Buffered != 100 || s.Puts != 100 {
+		t.Errorf("stats = %+v; want 100 buffered", s)
+	}
+	e.proxy.Release()
+	closeOK(t, b)
+	if n := len(e.contents(t)); n != 100 {
+		t.Errorf("table holds %d items; want 100", n)
+	}
+}
+
+func TestIntegrationBatcherCloseWhileServerDown(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.SetDown(true)
+	b := e.batcher(t, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"}; o.FlushInterval = time.Millisecond })
+	for i := range 200 {
+		b.Put(context.Background(), event("k"+strconv.Itoa(i), 1))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.Close(ctx)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Close took %v with a 300ms deadline", d)
+	}
+	var we *WriteError
+	if !errors.As(err, &we) || len(we.Failures) != 200 {
+		t.Fatalf("Close = %v; want all 200 writes back", err)
+	}
+	for _, f := range we.Failures {
+		if !errors.Is(f.Err, context.DeadlineExceeded) {
+			t.Fatalf("failure %v does not wrap context.DeadlineExceeded", f.Err)
+		}
+	}
+	checkNoLeaks(t)
+	if s := b.Stats(); s.Failed != 200 || s.Buffered != 0 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+func TestIntegrationBatcherThrottleStorm(t *testing.T) {
+	e := integration(t, "")
+	// 1.5 s of nothing but throttling: far longer than the SDK's three attempts per call.
+	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Until: time.Now().Add(1500 * time.Millisecond), Fault: dynamotest.Throttle})
+	// The default backoff (25ms base, 5s cap), with a budget of 15 attempts so that an unlucky
+	// run of short random waits cannot exhaust it inside the storm.
+	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = Retry{MaxAttempts: 15} })
+	for i := range 500 {
+		b.Put(context.Background(), event("k"+strconv.Itoa(i), 1))
+	}
+	closeOK(t, b)
+	if n := len(e.contents(t)); n != 500 {
+		t.Errorf("table holds %d items; want 500", n)
+	}
+	if s := b.Stats(); s.Throttled == 0 || s.Written != 500 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+func TestIntegrationBatcherMissingTable(t *testing.T) {
+	e := integration(t, "")
+	_, err := e.dyn.NewBatcher(context.Background(), "missing-"+e.table)
+	var rnf *types.ResourceNotFoundException
+	if !errors.As(err, &rnf) {
+		t.Errorf("NewBatcher on a missing table = %v; want *types.ResourceNotFoundException", err)
+	}
+	b, err := e.dyn.NewBatcher(context.Background(), "missing-"+e.table, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		b.Put(context.Background(), event("k"+strconv.Itoa(i), 1))
+	}
+	err = b.Flush(context.Background())
+	var we *WriteError
+	if !errors.As(err, &we) || len(we.Failures) != 30 || !errors.As(err, &rnf) {
+		t.Errorf("Flush = %v; want 30 failures wrapping *types.ResourceNotFoundException", err)
+	}
+	closeOK(t, b)
+}
