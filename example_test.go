@@ -167,10 +167,9 @@ func ExampleWriteError() {
 
 func ExampleItemSize() {
 	item := dynaflow.Item{
-		"id":   &types.AttributeValueMemberS{Value: "u-1"},                     // 2 + 3
+		"id":   &types.AttributeValueMemberS{Value: "u-1"},                   // 2 + 3
 		"tags": &types.AttributeValueMemberSS{Value: []string{"new", "vip"}}, // 4 + 6
 	}
 	fmt.Println(dynaflow.ItemSize(item), dynaflow.ItemSize(item) <= dynaflow.MaxItemSize)
 	// Output: 15 true
 }
-
