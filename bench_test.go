@@ -1,0 +1,56 @@
+package dynaflow_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dynaflow-go/dynaflow"
+	"github.com/dynaflow-go/dynaflow/internal/bench"
+)
+
+// The benchmarks run against an in-process sink (internal/benchsink), so that what they measure
+// is the client. `make bench` runs the same bodies side by side and prints one table.
+
+func BenchmarkWrites(b *testing.B) {
+	for _, delay := range []time.Duration{0, 10 * time.Millisecond} {
+		e := bench.NewEnv(delay, 1, 1)
+		for _, k := range []int{1, 8, 16} {
+			b.Run(fmt.Sprintf("delay=%v/batcher/inflight=%d", delay, k), func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) })
+			b.Run(fmt.Sprintf("delay=%v/raw-sdk/goroutines=%d", delay, k), func(b *testing.B) { bench.RawWrites(b, e, k) })
+		}
+		e.Close()
+	}
+}
+
+func BenchmarkRead(b *testing.B) {
+	e := bench.NewEnv(0, 20, 100)
+	defer e.Close()
+	b.Run("query/iterator", func(b *testing.B) { bench.QueryIter(b, e) })
+	b.Run("query/paginator", func(b *testing.B) { bench.QueryPaginator(b, e) })
+	b.Run("scan/iterator", func(b *testing.B) { bench.ScanIter(b, e) })
+	b.Run("scan/paginator", func(b *testing.B) { bench.ScanPaginator(b, e) })
+}
+
+func BenchmarkParallelScan(b *testing.B) {
+	e := bench.NewEnv(10*time.Millisecond, 64, 100)
+	defer e.Close()
+	b.Run("scan", func(b *testing.B) { bench.FullScan(b, e, 0) })
+	for _, segs := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("segments=%d", segs), func(b *testing.B) { bench.FullScan(b, e, segs) })
+	}
+}
+
+// BenchmarkPeakHeap sends b.N writes through a Batcher with the default limits while the server
+// is stalled for 200ms, and reports the peak heap (`make bench` does it with 1,000,000 writes).
+func BenchmarkPeakHeap(b *testing.B) {
+	e := bench.NewEnv(0, 1, 1)
+	defer e.Close()
+	base, peak, err := bench.PeakHeap(e, b.N, 200*time.Millisecond)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peak-min(base, peak))/(1<<20), "growth-MiB")
+	b.ReportMetric(float64(dynaflow.DefaultMaxBufferedBytes+32<<20)/(1<<20), "limit-MiB")
+}

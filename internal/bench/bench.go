@@ -1,0 +1,351 @@
+// Package bench holds dynaflow's benchmark bodies, shared by the Go benchmarks (bench_test.go at
+// the repository root) and by `make bench` (internal/benchtable), which runs them side by side
+// with the raw SDK doing the same work and prints one table. It is not part of dynaflow's API.
+package bench
+
+import (
+	"context"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynaflow-go/dynaflow"
+	"github.com/dynaflow-go/dynaflow/internal/benchsink"
+	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
+)
+
+// Table is the table name the benchmarks use; the sink answers for any.
+const Table = "bench"
+
+// Env is a sink and an SDK client pointed at it.
+type Env struct {
+	Sink *benchsink.Sink
+	API  *dynamodb.Client
+}
+
+// NewEnv starts a sink that answers after delay, with Query/Scan tables of pages pages of
+// perPage items, and a client for it with room for 64 idle connections.
+func NewEnv(delay time.Duration, pages, perPage int) *Env {
+	s := benchsink.New(pages, perPage)
+	s.SetDelay(delay)
+	return &Env{Sink: s, API: dynamotest.NewClient(s.URL)}
+}
+
+// Close stops the sink.
+func (e *Env) Close() { e.Sink.Close() }
+
+// poolSize is the number of distinct items the write benchmarks cycle through: more than any
+// Batcher buffers, so that no write is coalesced with an earlier one still waiting.
+const poolSize = 1 << 16
+
+var (
+	poolOnce sync.Once
+	pool     []dynaflow.Item
+	batches  [][]types.WriteRequest
+)
+
+// Pool returns poolSize distinct items of about 150 bytes, and the same items as pre-built
+// batches of 25 write requests.
+func Pool() ([]dynaflow.Item, [][]types.WriteRequest) {
+	poolOnce.Do(func() {
+		pool = make([]dynaflow.Item, poolSize)
+		for i := range pool {
+			pool[i] = Event(i)
+		}
+		for i := 0; i+25 <= len(pool); i += 25 {
+			b := make([]types.WriteRequest, 25)
+			for j := range b {
+				b[j] = types.WriteRequest{PutRequest: &types.PutRequest{Item: pool[i+j]}}
+			}
+			batches = append(batches, b)
+		}
+	})
+	return pool, batches
+}
+
+// Event returns the i'th benchmark item.
+func Event(i int) dynaflow.Item {
+	return dynaflow.Item{
+		"pk":   &types.AttributeValueMemberS{Value: "event-" + strconv.Itoa(i)},
+		"kind": &types.AttributeValueMemberS{Value: "click"},
+		"at":   &types.AttributeValueMemberN{Value: "1700000000000"},
+		"body": &types.AttributeValueMemberS{Value: strings.Repeat("x", 100)},
+	}
+}
+
+// BatcherWrites measures a Batcher with maxInFlight calls at once: b.N Puts from producers
+// goroutines, then Flush. One op is one write.
+func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
+	items, _ := Pool()
+	ctx := context.Background()
+	w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
+		o.KeyAttributes = []string{"pk"}
+		o.MaxInFlight = maxInFlight
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close(ctx)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := w.Put(ctx, items[i%len(items)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := w.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// RawWrites measures the raw SDK writing the same items in pre-built batches of 25 from
+// goroutines goroutines, each sending one BatchWriteItem at a time and resending what comes back
+// unprocessed. One op is one write.
+func RawWrites(b *testing.B, e *Env, goroutines int) {
+	_, pre := Pool()
+	ctx := context.Background()
+	calls := (b.N + 24) / 25
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= calls {
+					return
+				}
+				batch := pre[i%len(pre)]
+				if i == calls-1 && b.N%25 != 0 {
+					batch = batch[:b.N%25]
+				}
+				pending := map[string][]types.WriteRequest{Table: batch}
+				for len(pending) > 0 {
+					out, err := e.API.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					pending = out.UnprocessedItems
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+func queryInput() *dynamodb.QueryInput {
+	return &dynamodb.QueryInput{
+		TableName:                 aws.String(Table),
+		KeyConditionExpression:    aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": &types.AttributeValueMemberS{Value: "p"}},
+	}
+}
+
+// QueryIter measures dyn.Query reading b.N items, starting the query again as often as needed.
+// One op is one item.
+func QueryIter(b *testing.B, e *Env) {
+	dyn := dynaflow.New(e.API)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		for _, err := range dyn.Query(ctx, queryInput()) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n++; n == b.N {
+				break
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// QueryPaginator is QueryIter with the SDK's paginator.
+func QueryPaginator(b *testing.B, e *Env) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		p := dynamodb.NewQueryPaginator(e.API, queryInput())
+		for p.HasMorePages() && n < b.N {
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range out.Items {
+				if n++; n == b.N {
+					break
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// ScanIter measures dyn.Scan reading b.N items. One op is one item.
+func ScanIter(b *testing.B, e *Env) {
+	dyn := dynaflow.New(e.API)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		for _, err := range dyn.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(Table)}) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n++; n == b.N {
+				break
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// ScanPaginator is ScanIter with the SDK's paginator.
+func ScanPaginator(b *testing.B, e *Env) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		p := dynamodb.NewScanPaginator(e.API, &dynamodb.ScanInput{TableName: aws.String(Table)})
+		for p.HasMorePages() && n < b.N {
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range out.Items {
+				if n++; n == b.N {
+					break
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// FullScan measures reading the whole table: with ParallelScan over segments segments, or with
+// Scan when segments is 0. One op is one full scan.
+func FullScan(b *testing.B, e *Env, segments int) {
+	dyn := dynaflow.New(e.API)
+	ctx := context.Background()
+	want := e.Sink.Pages() * e.Sink.PerPage()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		in := &dynamodb.ScanInput{TableName: aws.String(Table)}
+		seq := dyn.Scan(ctx, in)
+		if segments > 0 {
+			seq = dyn.ParallelScan(ctx, in, segments)
+		}
+		n := 0
+		for _, err := range seq {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != want {
+			b.Fatalf("scan read %d items; want %d", n, want)
+		}
+	}
+	b.ReportMetric(float64(b.N*want)/b.Elapsed().Seconds(), "items/s")
+}
+
+// PeakHeap sends writes writes through a Batcher with the default limits, from 8 producers,
+// while the server is stalled for stall and then released. It returns the heap (bytes of live
+// and not yet collected objects) after a GC before it started, and the highest heap seen,
+// sampled every millisecond.
+func PeakHeap(e *Env, writes int, stall time.Duration) (base, peak uint64, err error) {
+	ctx := context.Background()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	runtime.GC()
+	metrics.Read(sample)
+	base = sample[0].Value.Uint64()
+	w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
+		o.KeyAttributes = []string{"pk"}
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	var peakHeap atomic.Uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peakHeap.Load() {
+				peakHeap.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	e.Sink.Stall()
+	release := time.AfterFunc(stall, e.Sink.Release)
+	defer release.Stop()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var putErr atomic.Value
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= writes {
+					return
+				}
+				// A fresh item per write, as a service builds them.
+				if err := w.Put(ctx, Event(i)); err != nil {
+					putErr.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	err = w.Close(ctx)
+	close(done)
+	<-sampled
+	if v := putErr.Load(); v != nil && err == nil {
+		err = v.(error)
+	}
+	return base, peakHeap.Load(), err
+}

@@ -1,0 +1,163 @@
+// Command benchtable runs dynaflow's benchmarks side by side with the raw SDK doing the same work
+// and prints one Markdown table, with every ratio computed within the one run: `make bench`.
+//
+// Each pair is run -trials times, alternating, and the median of each side is kept, since the
+// machine may be shared and noisy. Nothing here asserts a time; the table is for people.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dynaflow-go/dynaflow"
+	"github.com/dynaflow-go/dynaflow/internal/bench"
+)
+
+func main() {
+	testing.Init()
+	trials := flag.Int("trials", 3, "runs of each benchmark; the median is kept")
+	heapWrites := flag.Int("heap-writes", 1_000_000, "writes for the peak-heap row")
+	flag.Parse()
+	t := &table{trials: *trials}
+
+	fmt.Printf("dynaflow benchmarks: %s, %d cores (GOMAXPROCS %d), %s/%s, %s, one run started %s\n\n",
+		cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
+
+	// Peak heap first, before the benchmarks' own item pool is on the heap.
+	e := bench.NewEnv(0, 1, 1)
+	start := time.Now()
+	base, peak, err := bench.PeakHeap(e, *heapWrites, 500*time.Millisecond)
+	e.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "peak heap:", err)
+		os.Exit(1)
+	}
+	limit := float64(dynaflow.DefaultMaxBufferedBytes+32<<20) / (1 << 20)
+	heapRow := fmt.Sprintf("| 5 | peak heap, %d writes, server stalled 0.5 s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
+		*heapWrites, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+	heapTook := time.Since(start)
+
+	fmt.Println("| # | measure | dynaflow | raw SDK | ratio | target |")
+	fmt.Println("|---|---|---|---|---|---|")
+	var allocRows []string
+	for _, delay := range []time.Duration{10 * time.Millisecond, 0} {
+		e := bench.NewEnv(delay, 1, 1)
+		one := t.run(func(b *testing.B) { bench.RawWrites(b, e, 1) })
+		for _, k := range []int{1, 8, 16} {
+			bat, raw := t.pair(
+				func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
+				func(b *testing.B) { bench.RawWrites(b, e, k) })
+			r := bat.rate("writes/s") / raw.rate("writes/s")
+			fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f | %.0f | %.2f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+				delay, k, k, bat.rate("writes/s"), raw.rate("writes/s"), r, bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
+			allocRows = append(allocRows, fmt.Sprintf("| 4 | allocs (bytes) per written item, %v delay, %d in flight | %d (%d B) | %d (%d B) | +%d (%+d B) | %s ≤ +2 allocs |",
+				delay, k, bat.AllocsPerOp(), bat.AllocedBytesPerOp(), raw.AllocsPerOp(), raw.AllocedBytesPerOp(),
+				bat.AllocsPerOp()-raw.AllocsPerOp(), bat.AllocedBytesPerOp()-raw.AllocedBytesPerOp(), verdict(bat.AllocsPerOp()-raw.AllocsPerOp() <= 2)))
+		}
+		e.Close()
+	}
+
+	e = bench.NewEnv(0, 20, 100)
+	for _, op := range []struct {
+		name      string
+		iter, pag func(*testing.B, *bench.Env)
+	}{{"Query", bench.QueryIter, bench.QueryPaginator}, {"Scan", bench.ScanIter, bench.ScanPaginator}} {
+		it, pg := t.pair(func(b *testing.B) { op.iter(b, e) }, func(b *testing.B) { op.pag(b, e) })
+		r := it.rate("items/s") / pg.rate("items/s")
+		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator | %.0f | %.0f | %.2f | %s ≥ 0.95 |\n", op.name, it.rate("items/s"), pg.rate("items/s"), r, verdict(r >= 0.95))
+	}
+	e.Close()
+
+	e = bench.NewEnv(10*time.Millisecond, 64, 100)
+	scan := t.run(func(b *testing.B) { bench.FullScan(b, e, 0) })
+	for _, segs := range []int{1, 4, 16} {
+		ps := t.run(func(b *testing.B) { bench.FullScan(b, e, segs) })
+		r := ps.rate("items/s") / scan.rate("items/s")
+		target := "—"
+		if segs == 16 {
+			target = verdict(r >= 10) + " ≥ 10"
+		}
+		fmt.Printf("| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
+	}
+	e.Close()
+	for _, row := range allocRows {
+		fmt.Println(row)
+	}
+	fmt.Println(heapRow)
+	fmt.Printf("\n(peak-heap row took %v)\n", heapTook.Round(time.Millisecond))
+}
+
+// table runs benchmarks.
+type table struct{ trials int }
+
+// result is one benchmark's median result.
+type result struct{ testing.BenchmarkResult }
+
+func (r result) rate(unit string) float64 { return r.Extra[unit] }
+
+// run runs f trials times and returns the run with the median rate.
+func (t *table) run(f func(*testing.B)) result {
+	var rs []testing.BenchmarkResult
+	for range t.trials {
+		rs = append(rs, testing.Benchmark(f))
+	}
+	return median(rs)
+}
+
+// pair runs a and b alternately, trials times each, and returns each one's median run.
+func (t *table) pair(a, b func(*testing.B)) (result, result) {
+	var ra, rb []testing.BenchmarkResult
+	for range t.trials {
+		ra = append(ra, testing.Benchmark(a))
+		rb = append(rb, testing.Benchmark(b))
+	}
+	return median(ra), median(rb)
+}
+
+func median(rs []testing.BenchmarkResult) result {
+	key := func(r testing.BenchmarkResult) float64 {
+		for _, v := range r.Extra {
+			return v
+		}
+		return -float64(r.NsPerOp())
+	}
+	slices.SortFunc(rs, func(a, b testing.BenchmarkResult) int {
+		switch ka, kb := key(a), key(b); {
+		case ka < kb:
+			return -1
+		case ka > kb:
+			return 1
+		}
+		return 0
+	})
+	return result{rs[len(rs)/2]}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// cpuName returns the processor's model name, from /proc/cpuinfo where there is one.
+func cpuName() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimLeft(name, "\t :"))
+		}
+	}
+	return runtime.GOARCH
+}
