@@ -83,7 +83,9 @@ func (e *WriteError) Unwrap() []error {
 }
 
 // Stats are a Batcher's counters. Every accepted write (Puts + Deletes) ends as Written, Failed
-// or Coalesced, or is still Buffered: a snapshot always adds up.
+// or Coalesced, or is still Buffered: a snapshot always adds up. InFlight is the number of
+// BatchWriteItem calls under way; Requests counts every call made, the halves of a split batch
+// included.
 type Stats struct {
 	Puts, Deletes, Written, Coalesced, Retried, Throttled, Failed, Requests int64
 	Buffered, InFlight                                                      int
@@ -134,6 +136,7 @@ type Batcher struct {
 	closed   bool
 	seq      uint64   // the sequence number of the last accepted write
 	incoming []*write // accepted writes the owner has not taken yet
+	wakeAt   int      // nudge the owner when incoming holds this many; never when 0
 	room     chan struct{}
 	waiting  int // Put calls waiting for room
 	bytes    int // bytes of the writes counted in stats.Buffered
@@ -195,6 +198,7 @@ func (c *Client) NewBatcher(ctx context.Context, table string, optFns ...func(*B
 		opts:    o,
 		keys:    keys,
 		wake:    make(chan struct{}, 1),
+		wakeAt:  1,
 		ctrl:    make(chan *flushWaiter),
 		closing: make(chan struct{}),
 		abort:   make(chan struct{}),
@@ -408,12 +412,26 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 		b.stats.Deletes++
 	}
 	b.incoming = append(b.incoming, w)
+	nudge := b.wakeAt > 0 && len(b.incoming) >= b.wakeAt
 	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default: // the owner has a nudge waiting already
+	if nudge {
+		select {
+		case b.wake <- struct{}{}:
+		default: // the owner has a nudge waiting already
+		}
 	}
 	return nil
+}
+
+// roomForWaiters reports whether enough room has freed up to wake the Put calls waiting for it:
+// an eighth of the limits, or an empty buffer. Waking them for every finished call would make
+// every waiting producer run for a handful of writes at a time; b.mu must be held.
+func (b *Batcher) roomForWaiters() bool {
+	if b.stats.Buffered == 0 {
+		return true
+	}
+	return b.opts.MaxBuffered-b.stats.Buffered >= max(1, b.opts.MaxBuffered/8) &&
+		b.opts.MaxBufferedBytes-b.bytes >= max(1, b.opts.MaxBufferedBytes/8)
 }
 
 // Flush waits until every write accepted before the call is written or has failed, and returns

@@ -24,6 +24,7 @@ type write struct {
 	del  types.DeleteRequest // req.DeleteRequest points here
 	key  string              // canonical key
 	size int                 // item size by DynamoDB's rules
+	slot *slot               // the owner's state for key, set by the owner
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
@@ -127,10 +128,16 @@ type owner struct {
 	retry   queue // writes back from a backoff: sent first
 	delays  delays
 	waiters []*flushWaiter
-	results chan *call
+	work    chan *call // batches for the workers
+	results chan *call // what the workers bring back
+	workers int
 	calls   sync.WaitGroup
+	// maxOut is how many batches may be out at once: MaxInFlight calls, and as many more
+	// packed and waiting for a worker, so that a worker that finishes a call starts the next at
+	// once instead of waiting for the owner to pack it.
+	maxOut int
 
-	inflight          int
+	inflight          int // batches out: in calls, or packed and waiting for a worker
 	live              int // writes in slots
 	closing, aborting bool
 	pressed           bool // a Put waits for room
@@ -149,7 +156,9 @@ func (b *Batcher) run() {
 	o := &owner{
 		b:       b,
 		slots:   make(map[string]*slot),
-		results: make(chan *call, b.opts.MaxInFlight),
+		work:    make(chan *call, 2*b.opts.MaxInFlight),
+		results: make(chan *call, 2*b.opts.MaxInFlight),
+		maxOut:  2 * b.opts.MaxInFlight,
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -164,6 +173,9 @@ func (b *Batcher) run() {
 		o.publish()
 		if o.closing && o.live == 0 && o.inflight == 0 {
 			break
+		}
+		if o.setWakeAt() {
+			continue // enough writes came in meanwhile: no need to wait for a nudge
 		}
 		if next := o.deadline(); !next.Equal(armed) {
 			timer.Stop()
@@ -189,6 +201,7 @@ func (b *Batcher) run() {
 		}
 	}
 	timer.Stop()
+	close(o.work)
 	o.calls.Wait()
 	for _, fw := range o.waiters {
 		fw.closed = true
@@ -199,6 +212,32 @@ func (b *Batcher) run() {
 		b.notify.stop()
 	}
 	close(b.done)
+}
+
+// setWakeAt tells Put how many waiting writes are worth waking the owner for, and reports
+// whether that many are waiting already. The owner wants to hear of the first write when it
+// holds none (to start FlushInterval), of a full batch when it has a call slot free, and of
+// nothing while every slot is busy: a finished call wakes it anyway. Waking only then keeps the
+// owner from waking once per Put when writes come fast.
+func (o *owner) setWakeAt() bool {
+	n := 0
+	switch {
+	case o.aborting:
+		n = 1
+	case o.urgent():
+		n = 1
+	case o.inflight >= o.maxOut:
+		n = 0
+	case o.fresh.len() == 0:
+		n = 1
+	default:
+		n = max(1, MaxBatchWriteRequests-o.fresh.len()-o.retry.len())
+	}
+	b := o.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.wakeAt = n
+	return n > 0 && len(b.incoming) >= n
 }
 
 // intake takes the writes that Put and Delete handed over. spare is an empty slice to hand back
@@ -227,13 +266,18 @@ func (o *owner) accept(w *write, now time.Time) {
 	}
 	s := o.slots[w.key]
 	if s == nil {
-		if n := len(o.free); n > 0 {
-			s, o.free = o.free[n-1], o.free[:n-1]
-		} else {
-			s = new(slot)
+		if len(o.free) == 0 {
+			// Slots are made 64 at a time: one allocation, not one per key.
+			chunk := make([]slot, 64)
+			for i := range chunk {
+				o.free = append(o.free, &chunk[i])
+			}
 		}
+		n := len(o.free)
+		s, o.free = o.free[n-1], o.free[:n-1]
 		o.slots[w.key] = s
 	}
+	w.slot = s
 	if old := s.next; old != nil {
 		o.replace(old, w)
 	}
@@ -311,7 +355,7 @@ func (o *owner) urgent() bool { return o.closing || o.pressed || len(o.waiters) 
 // oldest write has waited FlushInterval, when it holds retries, or when Flush or Close waits.
 func (o *owner) dispatch(now time.Time) {
 	opts := &o.b.opts
-	for o.inflight < opts.MaxInFlight && !o.aborting {
+	for o.inflight < o.maxOut && !o.aborting {
 		n := o.retry.len() + o.fresh.len()
 		if n == 0 {
 			return
@@ -342,17 +386,36 @@ func (o *owner) dispatch(now time.Time) {
 	}
 }
 
-// launch sends batch in a goroutine of its own, which reports to o.results.
+// launch hands batch to a worker, starting one (up to MaxInFlight) if every worker is busy.
+// Workers live until the owner ends: a new goroutine per call would grow a fresh stack through
+// the SDK's deep middleware chain every time, which costs more than the call's own work when the
+// server answers fast. Neither channel ever blocks: at most maxOut batches are out, and both
+// hold that many.
 func (o *owner) launch(batch []*write) {
 	o.inflight++
 	o.dirty = true
-	o.calls.Add(1)
-	go func() {
-		defer o.calls.Done()
-		c := &call{writes: batch}
-		o.b.send(o.b.callCtx, batch, c)
+	if o.workers < min(o.inflight, o.b.opts.MaxInFlight) {
+		o.workers++
+		o.calls.Add(1)
+		go o.worker()
+	}
+	o.work <- &call{writes: batch}
+}
+
+// worker sends the batches it is handed, one at a time, until the owner ends.
+func (o *owner) worker() {
+	defer o.calls.Done()
+	b := o.b
+	for c := range o.work {
+		b.mu.Lock()
+		b.stats.InFlight++
+		b.mu.Unlock()
+		b.send(b.callCtx, c.writes, c)
+		b.mu.Lock()
+		b.stats.InFlight--
+		b.mu.Unlock()
 		o.results <- c
-	}()
+	}
 }
 
 // send writes ws with one BatchWriteItem call and sets each write's outcome. A batch that draws
@@ -432,7 +495,7 @@ func (o *owner) complete(c *call, now time.Time) {
 	var retry []*write
 	maxAttempts := 0
 	for _, w := range c.writes {
-		s := o.slots[w.key]
+		s := w.slot
 		s.inflight = nil
 		switch {
 		case w.outcome == landed:
@@ -470,7 +533,9 @@ func (o *owner) wakeDelayed(now time.Time) {
 	for len(o.delays) > 0 && !o.delays[0].at.After(now) {
 		d := heap.Pop(&o.delays).(delayed)
 		for _, w := range d.writes {
-			if s := o.slots[w.key]; s != nil && s.next == w && s.inflight == nil && !s.queued {
+			// A slot whose write was replaced may have been freed and reused for another key:
+			// then s.next is not w either.
+			if s := w.slot; s.next == w && s.inflight == nil && !s.queued {
 				o.enqueue(&o.retry, s, now)
 			}
 		}
@@ -481,7 +546,7 @@ func (o *owner) wakeDelayed(now time.Time) {
 // write has waited FlushInterval, or a backoff is over. Zero means no such time.
 func (o *owner) deadline() time.Time {
 	var t time.Time
-	if o.fresh.len() > 0 && o.inflight < o.b.opts.MaxInFlight && !o.aborting {
+	if o.fresh.len() > 0 && o.inflight < o.maxOut && !o.aborting {
 		t = o.fresh.front().since.Add(o.b.opts.FlushInterval)
 	}
 	if len(o.delays) > 0 && (t.IsZero() || o.delays[0].at.Before(t)) {
@@ -560,9 +625,8 @@ func (o *owner) publishStats() {
 	st.Throttled += o.throttled
 	st.Requests += o.requests
 	st.Buffered -= o.finished
-	st.InFlight = o.inflight
 	b.bytes -= o.finishedBytes
-	if o.finished > 0 && b.waiting > 0 {
+	if o.finished > 0 && b.waiting > 0 && b.roomForWaiters() {
 		close(b.room)
 		b.room = make(chan struct{})
 	}
