@@ -218,14 +218,13 @@ func (b *Batcher) run() {
 // whether that many are waiting already. The owner wants to hear of the first write when it
 // holds none (to start FlushInterval), of a full batch when it has a call slot free, and of
 // nothing while every slot is busy: a finished call wakes it anyway. Waking only then keeps the
-// owner from waking once per Put when writes come fast.
+// owner from waking once per Put when writes come fast. (A Put that starts waiting for room
+// nudges the owner itself.)
 func (o *owner) setWakeAt() bool {
 	n := 0
 	switch {
-	case o.aborting:
-		n = 1
-	case o.urgent():
-		n = 1
+	case o.aborting, o.closing, len(o.waiters) > 0:
+		n = 1 // Close or Flush waits: every write matters at once
 	case o.inflight >= o.maxOut:
 		n = 0
 	case o.fresh.len() == 0:

@@ -21,7 +21,7 @@ import (
 
 func main() {
 	testing.Init()
-	trials := flag.Int("trials", 3, "runs of each benchmark; the median is kept")
+	trials := flag.Int("trials", 5, "runs of each benchmark; the median is kept")
 	heapWrites := flag.Int("heap-writes", 1_000_000, "writes for the peak-heap row")
 	flag.Parse()
 	t := &table{trials: *trials}
