@@ -41,6 +41,10 @@ const (
 )
 
 // BatcherOptions configure a Batcher. A zero field takes its default.
+//
+// OnError is called from a goroutine of the Batcher's own, one call at a time, in order. It may
+// call Put, Delete and Flush, but not Close. Close waits for the calls already due, until its
+// ctx ends.
 type BatcherOptions struct {
 	FlushInterval    time.Duration // the longest a write waits for its batch to fill; default 100ms
 	MaxInFlight      int           // BatchWriteItem calls at once; default 8
@@ -50,6 +54,7 @@ type BatcherOptions struct {
 	Retry            Retry         // zero: the Client's
 	OnError          func(error)   // when set, called with each *WriteError as it happens (Flush/Close still return it)
 }
+
 
 // WriteError reports the writes that could not land. Flush and Close return one, and OnError is
 // called with one. errors.Is and errors.As look into every failure's Err.
@@ -489,7 +494,11 @@ func (b *Batcher) Close(ctx context.Context) error {
 		<-b.done
 	}
 	if b.notify != nil {
-		b.notify.wait()
+		// The callback runs the user's code; a stuck one must not hold Close past its ctx.
+		select {
+		case <-b.notify.ended:
+		case <-ctx.Done():
+		}
 	}
 	return b.takeFailures()
 }
@@ -548,9 +557,6 @@ func (n *notifier) post(err error) {
 
 // stop tells the notifier that nothing more will be posted.
 func (n *notifier) stop() { close(n.end) }
-
-// wait waits until every posted error has been handed to the callback.
-func (n *notifier) wait() { <-n.ended }
 
 func (n *notifier) run() {
 	defer close(n.ended)

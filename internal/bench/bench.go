@@ -5,6 +5,7 @@ package bench
 
 import (
 	"context"
+	"iter"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
@@ -120,6 +121,7 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	b.ReportMetric(float64(b.N)/float64(max(1, w.Stats().Requests)), "writes/call")
 }
 
 // RawWrites measures the raw SDK writing the same items in pre-built batches of 25 from
@@ -175,52 +177,58 @@ func queryInput() *dynamodb.QueryInput {
 // One op is one item.
 func QueryIter(b *testing.B, e *Env) {
 	dyn := dynaflow.New(e.API)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for n := 0; n < b.N; {
-		for _, err := range dyn.Query(ctx, queryInput()) {
-			if err != nil {
-				b.Fatal(err)
-			}
-			if n++; n == b.N {
-				break
-			}
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+	readItems(b, func() iter.Seq2[dynaflow.Item, error] { return dyn.Query(context.Background(), queryInput()) })
 }
 
 // QueryPaginator is QueryIter with the SDK's paginator.
 func QueryPaginator(b *testing.B, e *Env) {
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for n := 0; n < b.N; {
+	readPages(b, func() pager {
 		p := dynamodb.NewQueryPaginator(e.API, queryInput())
-		for p.HasMorePages() && n < b.N {
-			out, err := p.NextPage(ctx)
+		return func() ([]dynaflow.Item, bool, error) {
+			if !p.HasMorePages() {
+				return nil, false, nil
+			}
+			out, err := p.NextPage(context.Background())
 			if err != nil {
-				b.Fatal(err)
+				return nil, false, err
 			}
-			for range out.Items {
-				if n++; n == b.N {
-					break
-				}
-			}
+			return out.Items, true, nil
 		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+	})
 }
 
 // ScanIter measures dyn.Scan reading b.N items. One op is one item.
 func ScanIter(b *testing.B, e *Env) {
 	dyn := dynaflow.New(e.API)
-	ctx := context.Background()
+	readItems(b, func() iter.Seq2[dynaflow.Item, error] {
+		return dyn.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(Table)})
+	})
+}
+
+// ScanPaginator is ScanIter with the SDK's paginator.
+func ScanPaginator(b *testing.B, e *Env) {
+	readPages(b, func() pager {
+		p := dynamodb.NewScanPaginator(e.API, &dynamodb.ScanInput{TableName: aws.String(Table)})
+		return func() ([]dynaflow.Item, bool, error) {
+			if !p.HasMorePages() {
+				return nil, false, nil
+			}
+			out, err := p.NextPage(context.Background())
+			if err != nil {
+				return nil, false, err
+			}
+			return out.Items, true, nil
+		}
+	})
+}
+
+// readItems reads b.N items from walk, calling it again whenever a walk ends, and reports
+// items/s.
+func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; {
-		for _, err := range dyn.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(Table)}) {
+		for _, err := range walk() {
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -232,19 +240,25 @@ func ScanIter(b *testing.B, e *Env) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
-// ScanPaginator is ScanIter with the SDK's paginator.
-func ScanPaginator(b *testing.B, e *Env) {
-	ctx := context.Background()
+// pager returns the next page's items, or false after the last page.
+type pager func() ([]dynaflow.Item, bool, error)
+
+// readPages reads b.N items page by page from pagers that newPager makes, one per walk, and
+// reports items/s.
+func readPages(b *testing.B, newPager func() pager) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; {
-		p := dynamodb.NewScanPaginator(e.API, &dynamodb.ScanInput{TableName: aws.String(Table)})
-		for p.HasMorePages() && n < b.N {
-			out, err := p.NextPage(ctx)
+		next := newPager()
+		for n < b.N {
+			items, ok, err := next()
 			if err != nil {
 				b.Fatal(err)
 			}
-			for range out.Items {
+			if !ok {
+				break
+			}
+			for range items { // as a caller's loop would visit each item
 				if n++; n == b.N {
 					break
 				}

@@ -120,22 +120,9 @@ func (t *table) pair(a, b func(*testing.B)) (result, result) {
 	return median(ra), median(rb)
 }
 
+// median returns the run with the median time per op.
 func median(rs []testing.BenchmarkResult) result {
-	key := func(r testing.BenchmarkResult) float64 {
-		for _, v := range r.Extra {
-			return v
-		}
-		return -float64(r.NsPerOp())
-	}
-	slices.SortFunc(rs, func(a, b testing.BenchmarkResult) int {
-		switch ka, kb := key(a), key(b); {
-		case ka < kb:
-			return -1
-		case ka > kb:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rs, func(a, b testing.BenchmarkResult) int { return int(a.NsPerOp() - b.NsPerOp()) })
 	return result{rs[len(rs)/2]}
 }
 
