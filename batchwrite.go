@@ -55,7 +55,6 @@ type BatcherOptions struct {
 	OnError          func(error)   // when set, called with each *WriteError as it happens (Flush/Close still return it)
 }
 
-
 // WriteError reports the writes that could not land. Flush and Close return one, and OnError is
 // called with one. errors.Is and errors.As look into every failure's Err.
 type WriteError struct{ Failures []Failure }
@@ -292,35 +291,39 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 	return b.add(ctx, w)
 }
 
-// key checks the key attributes of item and returns their canonical encoding. With only true,
-// item must hold nothing but the key.
-func (b *Batcher) key(item Item, op string, only bool) (string, error) {
-	var buf [128]byte
-	enc := buf[:0]
+// key checks the key attributes of item and returns its canonical key. With only true, item
+// must hold nothing but the key.
+func (b *Batcher) key(item Item, op string, only bool) (itemKey, error) {
+	var key itemKey
 	for i, k := range b.keys {
 		v, ok := item[k.name]
 		if !ok {
-			return "", fmt.Errorf("%w: %s table %s: key attribute %q is missing", ErrInvalidItem, opTo(op), b.table, k.name)
+			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is missing", ErrInvalidItem, opTo(op), b.table, k.name)
 		}
 		if k.typ != "" && typeName(v) != string(k.typ) {
-			return "", fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), b.table, k.name, typeName(v), k.typ)
+			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), b.table, k.name, typeName(v), k.typ)
 		}
-		var err error
-		if enc, err = appendKeyValue(enc, v); err != nil {
-			return "", fmt.Errorf("%w: %s table %s: key attribute %q %v", ErrInvalidItem, opTo(op), b.table, k.name, err)
+		t, canon, err := keyPart(v)
+		if err != nil {
+			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q %v", ErrInvalidItem, opTo(op), b.table, k.name, err)
+		}
+		if i == 0 {
+			key.t1, key.v1 = t, canon
+		} else {
+			key.t2, key.v2 = t, canon
 		}
 		if limit := keyLimit(i); keyBytes(v) > limit {
-			return "", fmt.Errorf("%w: %s table %s: key attribute %q is %d bytes, over DynamoDB's limit of %d bytes", ErrInvalidItem, opTo(op), b.table, k.name, keyBytes(v), limit)
+			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is %d bytes, over DynamoDB's limit of %d bytes", ErrInvalidItem, opTo(op), b.table, k.name, keyBytes(v), limit)
 		}
 	}
 	if only && len(item) != len(b.keys) {
 		for name := range item {
 			if !b.isKey(name) {
-				return "", fmt.Errorf("%w: %s table %s: attribute %q is not part of the key", ErrInvalidItem, opTo(op), b.table, name)
+				return itemKey{}, fmt.Errorf("%w: %s table %s: attribute %q is not part of the key", ErrInvalidItem, opTo(op), b.table, name)
 			}
 		}
 	}
-	return string(enc), nil
+	return key, nil
 }
 
 // keyLimit is DynamoDB's limit on the size of key attribute i: 2048 bytes for the partition key,
@@ -362,7 +365,7 @@ func (b *Batcher) isKey(name string) bool {
 }
 
 // requestKey returns the canonical key of a write request DynamoDB handed back.
-func (b *Batcher) requestKey(r types.WriteRequest) (string, bool) {
+func (b *Batcher) requestKey(r types.WriteRequest) (itemKey, bool) {
 	var item Item
 	switch {
 	case r.PutRequest != nil:

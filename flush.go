@@ -22,7 +22,7 @@ type write struct {
 	req  types.WriteRequest
 	put  types.PutRequest    // req.PutRequest points here: one allocation per write
 	del  types.DeleteRequest // req.DeleteRequest points here
-	key  string              // canonical key
+	key  itemKey             // canonical key
 	size int                 // item size by DynamoDB's rules
 	slot *slot               // the owner's state for key, set by the owner
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
@@ -122,7 +122,7 @@ type call struct {
 // owner is the state of the Batcher's goroutine, which alone touches it.
 type owner struct {
 	b       *Batcher
-	slots   map[string]*slot
+	slots   map[itemKey]*slot
 	free    []*slot
 	fresh   queue // new writes, oldest first
 	retry   queue // writes back from a backoff: sent first
@@ -155,7 +155,7 @@ type owner struct {
 func (b *Batcher) run() {
 	o := &owner{
 		b:       b,
-		slots:   make(map[string]*slot),
+		slots:   make(map[itemKey]*slot),
 		work:    make(chan *call, 2*b.opts.MaxInFlight),
 		results: make(chan *call, 2*b.opts.MaxInFlight),
 		maxOut:  2 * b.opts.MaxInFlight,
@@ -338,7 +338,7 @@ func (o *owner) gone(w *write) {
 }
 
 // release frees the slot of key once nothing is left in it.
-func (o *owner) release(key string, s *slot) {
+func (o *owner) release(key itemKey, s *slot) {
 	if s.next == nil && s.inflight == nil {
 		delete(o.slots, key)
 		*s = slot{}
@@ -431,9 +431,9 @@ func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
 	})
 	if err == nil {
 		left := out.UnprocessedItems[b.table]
-		var unprocessed map[string]bool
+		var unprocessed map[itemKey]bool
 		if len(left) > 0 && len(left) < len(ws) {
-			unprocessed = make(map[string]bool, len(left))
+			unprocessed = make(map[itemKey]bool, len(left))
 			for _, r := range left {
 				if k, ok := b.requestKey(r); ok {
 					unprocessed[k] = true

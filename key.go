@@ -87,37 +87,49 @@ func canonicalNumber(s string) (string, error) {
 	return b.String(), nil
 }
 
-// appendKeyValue appends a self-delimiting canonical encoding of one key attribute value: a type
-// letter, the length, and the bytes (numbers in canonical form). It fails for a value that cannot
-// be a key: not S, N or B, or an empty string or binary.
-func appendKeyValue(dst []byte, v types.AttributeValue) ([]byte, error) {
-	var tag byte
-	var raw []byte
+// keyPart returns the canonical form of one key attribute value: its type letter and its value,
+// a number in canonical form. It fails for a value that cannot be a key: not S, N or B, or an
+// empty string or binary. A string key costs no allocation.
+func keyPart(v types.AttributeValue) (byte, string, error) {
 	switch v := v.(type) {
 	case *types.AttributeValueMemberS:
 		if v.Value == "" {
-			return dst, errors.New("is an empty string")
+			return 0, "", errors.New("is an empty string")
 		}
-		tag, raw = 'S', []byte(v.Value)
+		return 'S', v.Value, nil
 	case *types.AttributeValueMemberB:
 		if len(v.Value) == 0 {
-			return dst, errors.New("is an empty binary")
+			return 0, "", errors.New("is an empty binary")
 		}
-		tag, raw = 'B', v.Value
+		return 'B', string(v.Value), nil
 	case *types.AttributeValueMemberN:
 		n, err := canonicalNumber(v.Value)
-		if err != nil {
-			return dst, err
-		}
-		tag, raw = 'N', []byte(n)
+		return 'N', n, err
 	case nil:
-		return dst, errors.New("is nil")
+		return 0, "", errors.New("is nil")
 	default:
-		return dst, fmt.Errorf("has type %s; a key must be S, N or B", typeName(v))
+		return 0, "", fmt.Errorf("has type %s; a key must be S, N or B", typeName(v))
+	}
+}
+
+// appendKeyValue appends a self-delimiting canonical encoding of one key attribute value: the
+// type letter, the length, and the canonical value.
+func appendKeyValue(dst []byte, v types.AttributeValue) ([]byte, error) {
+	tag, raw, err := keyPart(v)
+	if err != nil {
+		return dst, err
 	}
 	dst = append(dst, tag)
 	dst = binary.AppendUvarint(dst, uint64(len(raw)))
 	return append(dst, raw...), nil
+}
+
+// itemKey is the canonical key of a Batcher's write: the type and canonical value of its
+// partition key and, when the table has one, its sort key. Two writes have equal itemKeys
+// exactly when they name the same item.
+type itemKey struct {
+	t1, t2 byte
+	v1, v2 string
 }
 
 // keyString returns the canonical encoding of a whole key given as a map (BatchGet's keys): its

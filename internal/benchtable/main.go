@@ -1,8 +1,9 @@
 // Command benchtable runs dynaflow's benchmarks side by side with the raw SDK doing the same work
 // and prints one Markdown table, with every ratio computed within the one run: `make bench`.
 //
-// Each pair is run -trials times, alternating, and the median of each side is kept, since the
-// machine may be shared and noisy. Nothing here asserts a time; the table is for people.
+// Each pair is run -trials times, back to back, and the table shows the median of each side and
+// the median of the per-trial ratios, since the machine may be shared and noisy. Nothing here
+// asserts a time; the table is for people.
 package main
 
 import (
@@ -50,10 +51,9 @@ func main() {
 		e := bench.NewEnv(delay, 1, 1)
 		one := t.run(func(b *testing.B) { bench.RawWrites(b, e, 1) })
 		for _, k := range []int{1, 8, 16} {
-			bat, raw := t.pair(
+			bat, raw, r := t.pair(
 				func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
 				func(b *testing.B) { bench.RawWrites(b, e, k) })
-			r := bat.rate("writes/s") / raw.rate("writes/s")
 			fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f | %.0f | %.2f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 				delay, k, k, bat.rate("writes/s"), raw.rate("writes/s"), r, bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
 			allocRows = append(allocRows, fmt.Sprintf("| 4 | allocs (bytes) per written item, %v delay, %d in flight | %d (%d B) | %d (%d B) | +%d (%+d B) | %s ≤ +2 allocs |",
@@ -68,8 +68,7 @@ func main() {
 		name      string
 		iter, pag func(*testing.B, *bench.Env)
 	}{{"Query", bench.QueryIter, bench.QueryPaginator}, {"Scan", bench.ScanIter, bench.ScanPaginator}} {
-		it, pg := t.pair(func(b *testing.B) { op.iter(b, e) }, func(b *testing.B) { op.pag(b, e) })
-		r := it.rate("items/s") / pg.rate("items/s")
+		it, pg, r := t.pair(func(b *testing.B) { op.iter(b, e) }, func(b *testing.B) { op.pag(b, e) })
 		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator | %.0f | %.0f | %.2f | %s ≥ 0.95 |\n", op.name, it.rate("items/s"), pg.rate("items/s"), r, verdict(r >= 0.95))
 	}
 	e.Close()
@@ -110,14 +109,19 @@ func (t *table) run(f func(*testing.B)) result {
 	return median(rs)
 }
 
-// pair runs a and b alternately, trials times each, and returns each one's median run.
-func (t *table) pair(a, b func(*testing.B)) (result, result) {
+// pair runs a and b back to back, trials times, and returns each one's median run and the
+// median of the trials' ratios of a's rate to b's: a ratio taken within one trial cancels the
+// machine's slower and faster moments, which a ratio of medians would not.
+func (t *table) pair(a, b func(*testing.B)) (result, result, float64) {
 	var ra, rb []testing.BenchmarkResult
+	var ratios []float64
 	for range t.trials {
-		ra = append(ra, testing.Benchmark(a))
-		rb = append(rb, testing.Benchmark(b))
+		x, y := testing.Benchmark(a), testing.Benchmark(b)
+		ra, rb = append(ra, x), append(rb, y)
+		ratios = append(ratios, float64(y.NsPerOp())/float64(x.NsPerOp()))
 	}
-	return median(ra), median(rb)
+	slices.Sort(ratios)
+	return median(ra), median(rb), ratios[len(ratios)/2]
 }
 
 // median returns the run with the median time per op.
