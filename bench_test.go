@@ -23,6 +23,17 @@ func BenchmarkWrites(b *testing.B) {
 	}
 }
 
+// BenchmarkConnections compares the SDK's default HTTP transport (10 idle connections per
+// host) with one sized for the calls in flight; conns/call shows connections opened per call.
+func BenchmarkConnections(b *testing.B) {
+	e := bench.NewEnv(10*time.Millisecond, 1, 1)
+	defer e.Close()
+	for _, k := range []int{8, 16, 32} {
+		b.Run(fmt.Sprintf("sdk-default/inflight=%d", k), func(b *testing.B) { bench.BatcherWrites(b, e.WithDefaultHTTP(), k, 4) })
+		b.Run(fmt.Sprintf("64-idle/inflight=%d", k), func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) })
+	}
+}
+
 func BenchmarkRead(b *testing.B) {
 	e := bench.NewEnv(0, 20, 100)
 	defer e.Close()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynaflow-go/dynaflow"
@@ -42,6 +43,14 @@ func NewEnv(delay time.Duration, pages, perPage int) *Env {
 
 // Close stops the sink.
 func (e *Env) Close() { e.Sink.Close() }
+
+// WithDefaultHTTP returns e with a client on the SDK's default HTTP transport, which keeps at
+// most 10 idle connections per host.
+func (e *Env) WithDefaultHTTP() *Env {
+	return &Env{Sink: e.Sink, API: dynamotest.NewClient(e.Sink.URL, func(o *dynamodb.Options) {
+		o.HTTPClient = awshttp.NewBuildableClient()
+	})}
+}
 
 // poolSize is the number of distinct items the write benchmarks cycle through: more than any
 // Batcher buffers, so that no write is coalesced with an earlier one still waiting.
@@ -95,6 +104,7 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 		b.Fatal(err)
 	}
 	defer w.Close(ctx)
+	conns := e.Sink.Conns()
 	b.ReportAllocs()
 	b.ResetTimer()
 	var next atomic.Int64
@@ -122,6 +132,7 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 	b.ReportMetric(float64(b.N)/float64(max(1, w.Stats().Requests)), "writes/call")
+	b.ReportMetric(float64(e.Sink.Conns()-conns)/float64(max(1, w.Stats().Requests)), "conns/call")
 }
 
 // RawWrites measures the raw SDK writing the same items in pre-built batches of 25 from

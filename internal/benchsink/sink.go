@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -34,6 +35,7 @@ type Sink struct {
 
 	writes atomic.Int64 // write requests received in BatchWriteItem calls
 	calls  atomic.Int64
+	conns  atomic.Int64 // connections accepted
 }
 
 // New starts a sink whose Query and Scan have pages pages of perPage items each.
@@ -44,7 +46,13 @@ func New(pages, perPage int) *Sink {
 		items = append(items, fmt.Sprintf(`{"pk":{"S":"p"},"sk":{"N":"%d"},"kind":{"S":"click"},"body":{"S":"%s"},"at":{"N":"1700000000000"}}`, i, strings.Repeat("x", 64)))
 	}
 	s.pageItems = []byte("[" + strings.Join(items, ",") + "]")
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.srv.Start()
 	s.URL = s.srv.URL
 	return s
 }
@@ -80,6 +88,9 @@ func (s *Sink) Release() {
 
 // Writes returns the number of writes received in BatchWriteItem calls.
 func (s *Sink) Writes() int64 { return s.writes.Load() }
+
+// Conns returns the number of connections the sink has accepted.
+func (s *Sink) Conns() int64 { return s.conns.Load() }
 
 // Calls returns the number of calls received.
 func (s *Sink) Calls() int64 { return s.calls.Load() }
