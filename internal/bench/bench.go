@@ -107,25 +107,9 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 	conns := e.Sink.Conns()
 	b.ReportAllocs()
 	b.ResetTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
-					return
-				}
-				if err := w.Put(ctx, items[i%len(items)]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
+	if err := spread(b.N, producers, func(i int) error { return w.Put(ctx, items[i%len(items)]) }); err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
 	if err := w.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -144,34 +128,24 @@ func RawWrites(b *testing.B, e *Env, goroutines int) {
 	calls := (b.N + 24) / 25
 	b.ReportAllocs()
 	b.ResetTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= calls {
-					return
-				}
-				batch := pre[i%len(pre)]
-				if i == calls-1 && b.N%25 != 0 {
-					batch = batch[:b.N%25]
-				}
-				pending := map[string][]types.WriteRequest{Table: batch}
-				for len(pending) > 0 {
-					out, err := e.API.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					pending = out.UnprocessedItems
-				}
+	err := spread(calls, goroutines, func(i int) error {
+		batch := pre[i%len(pre)]
+		if i == calls-1 && b.N%25 != 0 {
+			batch = batch[:b.N%25]
+		}
+		pending := map[string][]types.WriteRequest{Table: batch}
+		for len(pending) > 0 {
+			out, err := e.API.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+			if err != nil {
+				return err
 			}
-		}()
+			pending = out.UnprocessedItems
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
@@ -345,32 +319,42 @@ func PeakHeap(e *Env, writes int, stall time.Duration) (base, peak uint64, err e
 	e.Sink.Stall()
 	release := time.AfterFunc(stall, e.Sink.Release)
 	defer release.Stop()
+	// A fresh item per write, as a service builds them.
+	putErr := spread(writes, 8, func(i int) error { return w.Put(ctx, Event(i)) })
+	err = w.Close(ctx)
+	close(done)
+	<-sampled
+	if err == nil {
+		err = putErr
+	}
+	return base, peakHeap.Load(), err
+}
+
+// spread runs fn(0) to fn(n-1) on workers goroutines, each taking the next index as it is free,
+// and returns the first error; after an error the workers stop taking indexes.
+func spread(n, workers int, fn func(i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	var putErr atomic.Value
-	for range 8 {
+	var once sync.Once
+	var first error
+	var failed atomic.Bool
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for !failed.Load() {
 				i := int(next.Add(1)) - 1
-				if i >= writes {
+				if i >= n {
 					return
 				}
-				// A fresh item per write, as a service builds them.
-				if err := w.Put(ctx, Event(i)); err != nil {
-					putErr.Store(err)
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					failed.Store(true)
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	err = w.Close(ctx)
-	close(done)
-	<-sampled
-	if v := putErr.Load(); v != nil && err == nil {
-		err = v.(error)
-	}
-	return base, peakHeap.Load(), err
+	return first
 }
