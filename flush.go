@@ -13,9 +13,10 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// A batch of MaxBatchWriteRequests items of at most MaxItemSize bytes stays under DynamoDB's
-// 16 MB request limit, so a request is never too large once Put has checked each item's size.
-const _ = maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096) // compile-time: must not be negative
+// A batch of MaxBatchWriteRequests items of at most MaxItemSize bytes (with room for the request's
+// own framing) stays under DynamoDB's 16 MB request limit, so a request is never too large once
+// Put has checked each item's size. The array length fails to compile if that ever stops holding.
+var _ [maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096)]struct{}
 
 // write is one accepted put or delete, from Put to the moment it lands, fails or is replaced.
 type write struct {
