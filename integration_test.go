@@ -26,6 +26,7 @@ func (e *env) seedRange(t *testing.T, n int) {
 			"pk":   &types.AttributeValueMemberS{Value: "p"},
 			"sk":   &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
 			"data": &types.AttributeValueMemberS{Value: "item " + strconv.Itoa(i)},
+			"num":  &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
 		}
 	}
 	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
@@ -235,5 +236,31 @@ func TestIntegrationBatchGetUnderUnprocessedKeys(t *testing.T) {
 	}
 	if c := e.proxy.Calls("BatchGetItem"); c <= 4 {
 		t.Errorf("BatchGetItem calls = %d; want more than 4 (330 distinct keys need 4 without retries)", c)
+	}
+}
+
+func TestIntegrationEmptyPagesWalkedPast(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN)
+	e.seedRange(t, 100)
+	// Limit counts items evaluated before the filter: the first 18 pages of 5 match nothing,
+	// yet each carries a LastEvaluatedKey.
+	in := e.query(5)
+	in.FilterExpression = aws.String("num >= :min") // a key attribute may not be filtered on
+	in.ExpressionAttributeValues[":min"] = &types.AttributeValueMemberN{Value: "90"}
+	empty := 0
+	for out, err := range e.dyn.QueryPages(context.Background(), in) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Items) == 0 && out.LastEvaluatedKey != nil {
+			empty++
+		}
+	}
+	if empty < 18 {
+		t.Errorf("%d empty pages with a LastEvaluatedKey; want at least 18", empty)
+	}
+	got := sks(t, e.dyn.Query(context.Background(), in))
+	if diff := cmp.Diff([]int{90, 91, 92, 93, 94, 95, 96, 97, 98, 99}, got); diff != "" {
+		t.Errorf("items past the empty pages (-want +got):\n%s", diff)
 	}
 }
