@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ var (
 	// unprocessed until the retry budget ran out.
 	ErrUnprocessed = errors.New("dynaflow: handed back unprocessed")
 )
+
+// keySeed seeds the hashes of write keys, by which the owner goroutine finds a key's state.
+var keySeed = maphash.MakeSeed()
 
 // MaxBatchWriteRequests is the most writes DynamoDB accepts in one BatchWriteItem request.
 const MaxBatchWriteRequests = 25
@@ -267,7 +271,7 @@ func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if size > MaxItemSize {
 		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, size, MaxItemSize)
 	}
-	w := &write{key: key, size: size}
+	w := &write{key: key, hash: maphash.Comparable(keySeed, key), size: size}
 	w.put.Item = item
 	w.req.PutRequest = &w.put
 	return b.add(ctx, w)
@@ -285,7 +289,7 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 		return err
 	}
 	size, _ := itemSize(key) // key values were checked by b.key
-	w := &write{key: k, size: size}
+	w := &write{key: k, hash: maphash.Comparable(keySeed, k), size: size}
 	w.del.Key = key
 	w.req.DeleteRequest = &w.del
 	return b.add(ctx, w)

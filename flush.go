@@ -24,6 +24,7 @@ type write struct {
 	put  types.PutRequest    // req.PutRequest points here: one allocation per write
 	del  types.DeleteRequest // req.DeleteRequest points here
 	key  itemKey             // canonical key
+	hash uint64              // key's hash, computed by Put (in the caller's goroutine)
 	size int                 // item size by DynamoDB's rules
 	slot *slot               // the owner's state for key, set by the owner
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
@@ -49,6 +50,9 @@ const (
 // slot is the owner's state for one key that has writes outstanding. At most one write per key
 // is in flight; the newest write waiting behind it (to be sent, or to be retried) is next.
 type slot struct {
+	key      itemKey
+	hash     uint64
+	chain    *slot // the next slot whose key has the same hash (almost always nil)
 	inflight *write
 	next     *write
 	queued   bool // in fresh or retry, to be sent
@@ -123,7 +127,7 @@ type call struct {
 // owner is the state of the Batcher's goroutine, which alone touches it.
 type owner struct {
 	b       *Batcher
-	slots   map[itemKey]*slot
+	slots   map[uint64]*slot // by the key's hash; slots whose keys share a hash are chained
 	free    []*slot
 	fresh   queue // new writes, oldest first
 	retry   queue // writes back from a backoff: sent first
@@ -156,7 +160,7 @@ type owner struct {
 func (b *Batcher) run() {
 	o := &owner{
 		b:       b,
-		slots:   make(map[itemKey]*slot),
+		slots:   make(map[uint64]*slot),
 		work:    make(chan *call, 2*b.opts.MaxInFlight),
 		results: make(chan *call, 2*b.opts.MaxInFlight),
 		maxOut:  2 * b.opts.MaxInFlight,
@@ -264,7 +268,10 @@ func (o *owner) accept(w *write, now time.Time) {
 		o.finish(w, o.abortErr(w))
 		return
 	}
-	s := o.slots[w.key]
+	s := o.slots[w.hash]
+	for s != nil && s.key != w.key {
+		s = s.chain
+	}
 	if s == nil {
 		if len(o.free) == 0 {
 			// Slots are made 64 at a time: one allocation, not one per key.
@@ -275,7 +282,8 @@ func (o *owner) accept(w *write, now time.Time) {
 		}
 		n := len(o.free)
 		s, o.free = o.free[n-1], o.free[:n-1]
-		o.slots[w.key] = s
+		s.key, s.hash, s.chain = w.key, w.hash, o.slots[w.hash]
+		o.slots[w.hash] = s
 	}
 	w.slot = s
 	if old := s.next; old != nil {
@@ -338,13 +346,27 @@ func (o *owner) gone(w *write) {
 	o.dirty = true
 }
 
-// release frees the slot of key once nothing is left in it.
-func (o *owner) release(key itemKey, s *slot) {
-	if s.next == nil && s.inflight == nil {
-		delete(o.slots, key)
-		*s = slot{}
-		o.free = append(o.free, s)
+// release frees s once nothing is left in it.
+func (o *owner) release(s *slot) {
+	if s.next != nil || s.inflight != nil {
+		return
 	}
+	if head := o.slots[s.hash]; head == s {
+		if s.chain == nil {
+			delete(o.slots, s.hash)
+		} else {
+			o.slots[s.hash] = s.chain
+		}
+	} else {
+		for p := head; p != nil; p = p.chain {
+			if p.chain == s {
+				p.chain = s.chain
+				break
+			}
+		}
+	}
+	*s = slot{}
+	o.free = append(o.free, s)
 }
 
 // urgent reports whether writes should go out without waiting for their batch to fill: Close or
@@ -520,7 +542,7 @@ func (o *owner) complete(c *call, now time.Time) {
 		if s.next != nil && s.next != w && !s.queued {
 			o.enqueue(&o.fresh, s, now) // the newer write waited behind this one
 		}
-		o.release(w.key, s)
+		o.release(s)
 	}
 	if len(retry) > 0 {
 		heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(maxAttempts)), writes: retry})
@@ -557,12 +579,14 @@ func (o *owner) deadline() time.Time {
 
 // addWaiter registers a Flush, counting the outstanding writes it waits for.
 func (o *owner) addWaiter(fw *flushWaiter) {
-	for _, s := range o.slots {
-		if s.inflight != nil && s.inflight.seq <= fw.mark {
-			fw.left++
-		}
-		if s.next != nil && s.next.seq <= fw.mark {
-			fw.left++
+	for _, head := range o.slots {
+		for s := head; s != nil; s = s.chain {
+			if s.inflight != nil && s.inflight.seq <= fw.mark {
+				fw.left++
+			}
+			if s.next != nil && s.next.seq <= fw.mark {
+				fw.left++
+			}
 		}
 	}
 	o.waiters = append(o.waiters, fw)
@@ -579,12 +603,16 @@ func (o *owner) startAbort() {
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
 // flight are cancelled and their writes fail as they come back.
 func (o *owner) failWaiting() {
-	for key, s := range o.slots {
-		if w := s.next; w != nil {
-			s.next, s.queued = nil, false
-			o.finish(w, o.abortErr(w))
+	for _, head := range o.slots {
+		for s := head; s != nil; {
+			chain := s.chain
+			if w := s.next; w != nil {
+				s.next, s.queued = nil, false
+				o.finish(w, o.abortErr(w))
+			}
+			o.release(s)
+			s = chain
 		}
-		o.release(key, s)
 	}
 	o.fresh.reset()
 	o.retry.reset()
