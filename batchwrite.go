@@ -30,6 +30,9 @@ var (
 // keySeed seeds the hashes of write keys, by which the owner goroutine finds a key's state.
 var keySeed = maphash.MakeSeed()
 
+// keyHash hashes a write's key; tests replace it to force collisions.
+var keyHash = func(k itemKey) uint64 { return maphash.Comparable(keySeed, k) }
+
 // MaxBatchWriteRequests is the most writes DynamoDB accepts in one BatchWriteItem request.
 const MaxBatchWriteRequests = 25
 
@@ -271,7 +274,7 @@ func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if size > MaxItemSize {
 		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, size, MaxItemSize)
 	}
-	w := &write{key: key, hash: maphash.Comparable(keySeed, key), size: size}
+	w := &write{key: key, hash: keyHash(key), size: size}
 	w.put.Item = item
 	w.req.PutRequest = &w.put
 	return b.add(ctx, w)
@@ -289,7 +292,7 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 		return err
 	}
 	size, _ := itemSize(key) // key values were checked by b.key
-	w := &write{key: k, hash: maphash.Comparable(keySeed, k), size: size}
+	w := &write{key: k, hash: keyHash(k), size: size}
 	w.del.Key = key
 	w.req.DeleteRequest = &w.del
 	return b.add(ctx, w)

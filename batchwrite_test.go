@@ -796,3 +796,48 @@ func TestBatcherConcurrentPutsAndStats(t *testing.T) {
 		t.Errorf("no snapshots taken")
 	}
 }
+
+// TestBatcherHashCollisions runs writes whose keys all share one hash, so that the owner's
+// chained slots do all the work: coalescing, ordering, retries and freeing.
+func TestBatcherHashCollisions(t *testing.T) {
+	defer func(h func(itemKey) uint64) { keyHash = h }(keyHash)
+	keyHash = func(k itemKey) uint64 { return uint64(len(k.v1) % 2) } // two chains for all keys
+	f := newFake(0)
+	var calls atomic.Int64
+	f.writeHook = func(ctx context.Context, in *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
+		if calls.Add(1)%3 == 0 {
+			return &dynamodb.BatchWriteItemOutput{UnprocessedItems: in.RequestItems}, nil
+		}
+		return nil, nil
+	}
+	b := newTestBatcher(t, f, func(o *BatcherOptions) {
+		o.FlushInterval = time.Millisecond
+		o.Retry = Retry{MaxAttempts: 50, Base: time.Millisecond, Max: 2 * time.Millisecond}
+	})
+	want := map[string]string{}
+	for round := range 5 {
+		for k := range 60 {
+			key := "k" + strconv.Itoa(k)
+			switch {
+			case (k+round)%7 == 0:
+				b.Delete(context.Background(), putItem(key))
+				delete(want, fakeKey(putItem(key)))
+			default:
+				b.Put(context.Background(), putItem(key, "round", strconv.Itoa(round)))
+				want[fakeKey(putItem(key))] = strconv.Itoa(round)
+			}
+		}
+	}
+	mustFlush(t, b)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.store) != len(want) {
+		t.Errorf("store holds %d keys; want %d", len(f.store), len(want))
+	}
+	for k, round := range want {
+		if got := f.store[k]; got == nil || got["round"].(*types.AttributeValueMemberS).Value != round {
+			t.Errorf("a key does not hold its last write (round %s)", round)
+		}
+	}
+	checkStats(t, b.Stats())
+}
