@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -142,6 +143,8 @@ type Batcher struct {
 	abortErr  error // why Close gave up; written before abort is closed
 
 	notify *notifier // runs OnError; nil without one
+
+	inflight atomic.Int64 // BatchWriteItem calls under way, for Stats
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
@@ -529,7 +532,9 @@ func (b *Batcher) takeFailures() error {
 func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.stats
+	s := b.stats
+	s.InFlight = int(b.inflight.Load())
+	return s
 }
 
 // failErr wraps err as the error of a failed write.

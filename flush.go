@@ -192,7 +192,18 @@ func (b *Batcher) run() {
 		select {
 		case <-b.wake:
 		case c := <-o.results:
-			o.complete(c, time.Now())
+			now := time.Now()
+			o.complete(c, now)
+			// Take every other call that has finished too, so that one pass of the loop (and
+			// its locking) serves them all.
+			for more := true; more; {
+				select {
+				case c := <-o.results:
+					o.complete(c, now)
+				default:
+					more = false
+				}
+			}
 		case fw := <-b.ctrl:
 			spare = o.intake(spare, now) // the writes Flush waits for may still be in incoming
 			o.addWaiter(fw)
@@ -429,13 +440,9 @@ func (o *owner) worker() {
 	defer o.calls.Done()
 	b := o.b
 	for c := range o.work {
-		b.mu.Lock()
-		b.stats.InFlight++
-		b.mu.Unlock()
+		b.inflight.Add(1)
 		b.send(b.callCtx, c.writes, c)
-		b.mu.Lock()
-		b.stats.InFlight--
-		b.mu.Unlock()
+		b.inflight.Add(-1)
 		o.results <- c
 	}
 }
