@@ -169,16 +169,7 @@ func QueryIter(b *testing.B, e *Env) {
 func QueryPaginator(b *testing.B, e *Env) {
 	readPages(b, func() pager {
 		p := dynamodb.NewQueryPaginator(e.API, queryInput())
-		return func() ([]dynaflow.Item, bool, error) {
-			if !p.HasMorePages() {
-				return nil, false, nil
-			}
-			out, err := p.NextPage(context.Background())
-			if err != nil {
-				return nil, false, err
-			}
-			return out.Items, true, nil
-		}
+		return pagerOf(p, func(out *dynamodb.QueryOutput) []dynaflow.Item { return out.Items })
 	})
 }
 
@@ -194,16 +185,7 @@ func ScanIter(b *testing.B, e *Env) {
 func ScanPaginator(b *testing.B, e *Env) {
 	readPages(b, func() pager {
 		p := dynamodb.NewScanPaginator(e.API, &dynamodb.ScanInput{TableName: aws.String(Table)})
-		return func() ([]dynaflow.Item, bool, error) {
-			if !p.HasMorePages() {
-				return nil, false, nil
-			}
-			out, err := p.NextPage(context.Background())
-			if err != nil {
-				return nil, false, err
-			}
-			return out.Items, true, nil
-		}
+		return pagerOf(p, func(out *dynamodb.ScanOutput) []dynaflow.Item { return out.Items })
 	})
 }
 
@@ -227,6 +209,26 @@ func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 
 // pager returns the next page's items, or false after the last page.
 type pager func() ([]dynaflow.Item, bool, error)
+
+// sdkPaginator is what the SDK's Query and Scan paginators have in common.
+type sdkPaginator[O any] interface {
+	HasMorePages() bool
+	NextPage(context.Context, ...func(*dynamodb.Options)) (O, error)
+}
+
+// pagerOf turns an SDK paginator into a pager; items picks a page's items.
+func pagerOf[O any](p sdkPaginator[O], items func(O) []dynaflow.Item) pager {
+	return func() ([]dynaflow.Item, bool, error) {
+		if !p.HasMorePages() {
+			return nil, false, nil
+		}
+		out, err := p.NextPage(context.Background())
+		if err != nil {
+			return nil, false, err
+		}
+		return items(out), true, nil
+	}
+}
 
 // readPages reads b.N items page by page from pagers that newPager makes, one per walk, and
 // reports items/s.
