@@ -404,11 +404,7 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 		room := b.room
 		b.waiting++
 		b.mu.Unlock()
-		// Tell the owner that a caller waits: partial batches should go out now.
-		select {
-		case b.wake <- struct{}{}:
-		default:
-		}
+		b.nudge() // a caller waits: partial batches should go out now
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -433,12 +429,17 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 	nudge := b.wakeAt > 0 && len(b.incoming) >= b.wakeAt
 	b.mu.Unlock()
 	if nudge {
-		select {
-		case b.wake <- struct{}{}:
-		default: // the owner has a nudge waiting already
-		}
+		b.nudge()
 	}
 	return nil
+}
+
+// nudge wakes the owner goroutine, unless a nudge is already waiting for it.
+func (b *Batcher) nudge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // roomForWaiters reports whether enough room has freed up to wake the Put calls waiting for it:
