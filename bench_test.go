@@ -23,6 +23,14 @@ func BenchmarkWrites(b *testing.B) {
 	}
 }
 
+// BenchmarkBatcherOverhead measures what a Batcher costs per write on its own: the same Puts as
+// BenchmarkWrites into an API that answers at once, with no SDK and no network.
+func BenchmarkBatcherOverhead(b *testing.B) {
+	for _, k := range []int{1, 8, 16} {
+		b.Run(fmt.Sprintf("inflight=%d", k), func(b *testing.B) { bench.BatcherOverhead(b, k, 4) })
+	}
+}
+
 // BenchmarkConnections compares the SDK's default HTTP transport (10 idle connections per
 // host) with one sized for the calls in flight; conns/call shows connections opened per call.
 func BenchmarkConnections(b *testing.B) {
