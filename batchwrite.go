@@ -266,21 +266,33 @@ func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if item == nil {
 		return fmt.Errorf("%w: put to table %s: nil item", ErrInvalidItem, b.table)
 	}
-	key, err := b.key(item, "put", false)
+	// One walk over the item finds its key attributes and adds up its size.
+	var vals [2]types.AttributeValue
+	var found [2]bool
+	size, badName, bad := 0, "", ""
+	for name, v := range item {
+		for i := range b.keys {
+			if name == b.keys[i].name {
+				vals[i], found[i] = v, true
+			}
+		}
+		n, why := valueSize(v)
+		if why != "" && bad == "" {
+			badName, bad = name, why
+		}
+		size += len(name) + n
+	}
+	key, err := b.keyOf(vals, found, "put")
 	if err != nil {
 		return err
 	}
-	size, err := itemSize(item)
-	if err != nil {
-		return fmt.Errorf("%w: put to table %s: %v", ErrInvalidItem, b.table, err)
+	if bad != "" {
+		return fmt.Errorf("%w: put to table %s: attribute %q %s", ErrInvalidItem, b.table, badName, bad)
 	}
 	if size > MaxItemSize {
 		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, size, MaxItemSize)
 	}
-	w := &write{key: key, hash: keyHash(key), size: size}
-	w.put.Item = item
-	w.req.PutRequest = &w.put
-	return b.add(ctx, w)
+	return b.add(ctx, &write{item: item, key: key, hash: keyHash(key), size: size})
 }
 
 // Delete hands over the deletion of the item with the given key, which must hold the key
@@ -295,19 +307,38 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 		return err
 	}
 	size, _ := itemSize(key) // key values were checked by b.key
-	w := &write{key: k, hash: keyHash(k), size: size}
-	w.del.Key = key
-	w.req.DeleteRequest = &w.del
-	return b.add(ctx, w)
+	return b.add(ctx, &write{item: key, del: true, key: k, hash: keyHash(k), size: size})
 }
 
 // key checks the key attributes of item and returns its canonical key. With only true, item
 // must hold nothing but the key.
 func (b *Batcher) key(item Item, op string, only bool) (itemKey, error) {
+	var vals [2]types.AttributeValue
+	var found [2]bool
+	for i, k := range b.keys {
+		vals[i], found[i] = item[k.name]
+	}
+	key, err := b.keyOf(vals, found, op)
+	if err != nil {
+		return itemKey{}, err
+	}
+	if only && len(item) != len(b.keys) {
+		for name := range item {
+			if !b.isKey(name) {
+				return itemKey{}, fmt.Errorf("%w: %s table %s: attribute %q is not part of the key", ErrInvalidItem, opTo(op), b.table, name)
+			}
+		}
+	}
+	return key, nil
+}
+
+// keyOf checks the values of the key attributes, vals[i] for b.keys[i] (found[i] when the item
+// has it), and returns their canonical key.
+func (b *Batcher) keyOf(vals [2]types.AttributeValue, found [2]bool, op string) (itemKey, error) {
 	var key itemKey
 	for i, k := range b.keys {
-		v, ok := item[k.name]
-		if !ok {
+		v := vals[i]
+		if !found[i] {
 			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is missing", ErrInvalidItem, opTo(op), b.table, k.name)
 		}
 		if k.typ != "" && typeName(v) != string(k.typ) {
@@ -324,13 +355,6 @@ func (b *Batcher) key(item Item, op string, only bool) (itemKey, error) {
 		}
 		if limit := keyLimit(i); keyBytes(v) > limit {
 			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is %d bytes, over DynamoDB's limit of %d bytes", ErrInvalidItem, opTo(op), b.table, k.name, keyBytes(v), limit)
-		}
-	}
-	if only && len(item) != len(b.keys) {
-		for name := range item {
-			if !b.isKey(name) {
-				return itemKey{}, fmt.Errorf("%w: %s table %s: attribute %q is not part of the key", ErrInvalidItem, opTo(op), b.table, name)
-			}
 		}
 	}
 	return key, nil
@@ -420,10 +444,10 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 	w.seq = b.seq
 	b.stats.Buffered++
 	b.bytes += w.size
-	if w.req.PutRequest != nil {
-		b.stats.Puts++
-	} else {
+	if w.del {
 		b.stats.Deletes++
+	} else {
+		b.stats.Puts++
 	}
 	b.incoming = append(b.incoming, w)
 	nudge := b.wakeAt > 0 && len(b.incoming) >= b.wakeAt

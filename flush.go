@@ -19,23 +19,34 @@ import (
 var _ [maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096)]struct{}
 
 // write is one accepted put or delete, from Put to the moment it lands, fails or is replaced.
+//
+// It is the one allocation a write costs, so it is kept small: the PutRequest or DeleteRequest
+// that carries it is built in the sending call's reusable buffers, and only for a failure report
+// on its own (request).
 type write struct {
-	req  types.WriteRequest
-	put  types.PutRequest    // req.PutRequest points here: one allocation per write
-	del  types.DeleteRequest // req.DeleteRequest points here
-	key  itemKey             // canonical key
-	hash uint64              // key's hash, computed by Put (in the caller's goroutine)
-	size int                 // item size by DynamoDB's rules
-	slot *slot               // the owner's state for key, set by the owner
+	item Item    // the item to put, or the key to delete
+	key  itemKey // canonical key
+	hash uint64  // key's hash, computed by Put (in the caller's goroutine)
+	size int     // item size by DynamoDB's rules
+	slot *slot   // the owner's state for key, set by the owner
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
-	attempts int   // times sent
 	lastErr  error // why the last send did not land
+	attempts int32 // times sent
+	del      bool  // a delete of the key item, not a put
 
 	// Set by the call that sent it, read by the owner after the call is done.
 	outcome outcome
 	err     error
+}
+
+// request returns the write as a WriteRequest of its own.
+func (w *write) request() types.WriteRequest {
+	if w.del {
+		return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: w.item}}
+	}
+	return types.WriteRequest{PutRequest: &types.PutRequest{Item: w.item}}
 }
 
 // outcome is what became of a write in one call.
@@ -52,7 +63,7 @@ const (
 type slot struct {
 	key      itemKey
 	hash     uint64
-	chain    *slot // the next slot whose key has the same hash (almost always nil)
+	chain    *slot // the next slot in its slotTable bucket (almost always nil)
 	inflight *write
 	next     *write
 	queued   bool // in fresh or retry, to be sent
@@ -118,16 +129,45 @@ type flushWaiter struct {
 }
 
 // call is one BatchWriteItem call, with the calls it split into after a ValidationException.
+// The owner reuses calls, and with them the buffers the request is built in: the SDK keeps
+// nothing of its input once the call returns.
 type call struct {
 	writes    []*write
 	throttled int64
 	requests  int64
+
+	reqs  []types.WriteRequest
+	puts  []types.PutRequest // reqs[i].PutRequest points into puts: never grown past its capacity
+	dels  []types.DeleteRequest
+	items map[string][]types.WriteRequest // the request's RequestItems
+}
+
+// newCall returns an empty call with room for a full batch.
+func newCall() *call {
+	return &call{
+		writes: make([]*write, 0, MaxBatchWriteRequests),
+		reqs:   make([]types.WriteRequest, 0, MaxBatchWriteRequests),
+		puts:   make([]types.PutRequest, 0, MaxBatchWriteRequests),
+		dels:   make([]types.DeleteRequest, 0, MaxBatchWriteRequests),
+		items:  make(map[string][]types.WriteRequest, 1),
+	}
+}
+
+// reset empties c for its next batch, dropping its references to writes and items.
+func (c *call) reset() {
+	clear(c.writes)
+	clear(c.reqs)
+	clear(c.puts)
+	clear(c.dels)
+	clear(c.items)
+	c.writes, c.reqs, c.puts, c.dels = c.writes[:0], c.reqs[:0], c.puts[:0], c.dels[:0]
+	c.throttled, c.requests = 0, 0
 }
 
 // owner is the state of the Batcher's goroutine, which alone touches it.
 type owner struct {
 	b       *Batcher
-	slots   map[uint64]*slot // by the key's hash; slots whose keys share a hash are chained
+	slots   slotTable
 	free    []*slot
 	fresh   queue // new writes, oldest first
 	retry   queue // writes back from a backoff: sent first
@@ -137,6 +177,7 @@ type owner struct {
 	results chan *call // what the workers bring back
 	workers int
 	calls   sync.WaitGroup
+	idle    []*call // calls done with, to reuse
 	// maxOut is how many batches may be out at once: MaxInFlight calls, and as many more
 	// packed and waiting for a worker, so that a worker that finishes a call starts the next at
 	// once instead of waiting for the owner to pack it.
@@ -160,7 +201,6 @@ type owner struct {
 func (b *Batcher) run() {
 	o := &owner{
 		b:       b,
-		slots:   make(map[uint64]*slot),
 		work:    make(chan *call, 2*b.opts.MaxInFlight),
 		results: make(chan *call, 2*b.opts.MaxInFlight),
 		maxOut:  2 * b.opts.MaxInFlight,
@@ -176,6 +216,7 @@ func (b *Batcher) run() {
 		o.wakeDelayed(now)
 		o.dispatch(now)
 		o.publish()
+		o.slots.compact()
 		if o.closing && o.live == 0 && o.inflight == 0 {
 			break
 		}
@@ -279,10 +320,7 @@ func (o *owner) accept(w *write, now time.Time) {
 		o.finish(w, o.abortErr(w))
 		return
 	}
-	s := o.slots[w.hash]
-	for s != nil && s.key != w.key {
-		s = s.chain
-	}
+	s := o.slots.find(w.hash, w.key)
 	if s == nil {
 		if len(o.free) == 0 {
 			// Slots are made 64 at a time: one allocation, not one per key.
@@ -293,8 +331,8 @@ func (o *owner) accept(w *write, now time.Time) {
 		}
 		n := len(o.free)
 		s, o.free = o.free[n-1], o.free[:n-1]
-		s.key, s.hash, s.chain = w.key, w.hash, o.slots[w.hash]
-		o.slots[w.hash] = s
+		s.key, s.hash = w.key, w.hash
+		o.slots.insert(s)
 	}
 	w.slot = s
 	if old := s.next; old != nil {
@@ -338,7 +376,7 @@ func (o *owner) finish(w *write, err error) {
 		o.written++
 	} else {
 		o.failedN++
-		o.failures = append(o.failures, Failure{Request: w.req, Err: err})
+		o.failures = append(o.failures, Failure{Request: w.request(), Err: err})
 	}
 	for i := 0; i < len(o.waiters); i++ {
 		fw := o.waiters[i]
@@ -362,20 +400,7 @@ func (o *owner) release(s *slot) {
 	if s.next != nil || s.inflight != nil {
 		return
 	}
-	if head := o.slots[s.hash]; head == s {
-		if s.chain == nil {
-			delete(o.slots, s.hash)
-		} else {
-			o.slots[s.hash] = s.chain
-		}
-	} else {
-		for p := head; p != nil; p = p.chain {
-			if p.chain == s {
-				p.chain = s.chain
-				break
-			}
-		}
-	}
+	o.slots.remove(s)
 	*s = slot{}
 	o.free = append(o.free, s)
 }
@@ -397,7 +422,8 @@ func (o *owner) dispatch(now time.Time) {
 			now.Before(o.fresh.front().since.Add(opts.FlushInterval)) {
 			return
 		}
-		batch := make([]*write, 0, min(n, MaxBatchWriteRequests))
+		c := o.call()
+		batch := c.writes
 		for len(batch) < MaxBatchWriteRequests {
 			var e entry
 			switch {
@@ -415,16 +441,28 @@ func (o *owner) dispatch(now time.Time) {
 			w.attempts++
 			batch = append(batch, w)
 		}
-		o.launch(batch)
+		c.writes = batch
+		o.launch(c)
 	}
 }
 
-// launch hands batch to a worker, starting one (up to MaxInFlight) if every worker is busy.
+// call returns an empty call, reusing one that is done with when there is one.
+func (o *owner) call() *call {
+	if n := len(o.idle); n > 0 {
+		c := o.idle[n-1]
+		o.idle[n-1] = nil
+		o.idle = o.idle[:n-1]
+		return c
+	}
+	return newCall()
+}
+
+// launch hands c to a worker, starting one (up to MaxInFlight) if every worker is busy.
 // Workers live until the owner ends: a new goroutine per call would grow a fresh stack through
 // the SDK's deep middleware chain every time, which costs more than the call's own work when the
 // server answers fast. Neither channel ever blocks: at most maxOut batches are out, and both
 // hold that many.
-func (o *owner) launch(batch []*write) {
+func (o *owner) launch(c *call) {
 	o.inflight++
 	o.dirty = true
 	if o.workers < min(o.inflight, o.b.opts.MaxInFlight) {
@@ -432,7 +470,7 @@ func (o *owner) launch(batch []*write) {
 		o.calls.Add(1)
 		go o.worker()
 	}
-	o.work <- &call{writes: batch}
+	o.work <- c
 }
 
 // worker sends the batches it is handed, one at a time, until the owner ends.
@@ -451,14 +489,20 @@ func (o *owner) worker() {
 // a ValidationException is split in halves, within the same call slot, until each offending
 // write stands alone, so that only the offenders fail.
 func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
-	reqs := make([]types.WriteRequest, len(ws))
-	for i, w := range ws {
-		reqs[i] = w.req
+	// The buffers hold one request at a time: a split sends its halves one after the other.
+	reqs, puts, dels := c.reqs[:0], c.puts[:0], c.dels[:0]
+	for _, w := range ws {
+		if w.del {
+			dels = append(dels, types.DeleteRequest{Key: w.item})
+			reqs = append(reqs, types.WriteRequest{DeleteRequest: &dels[len(dels)-1]})
+		} else {
+			puts = append(puts, types.PutRequest{Item: w.item})
+			reqs = append(reqs, types.WriteRequest{PutRequest: &puts[len(puts)-1]})
+		}
 	}
+	c.items[b.table] = reqs
 	c.requests++
-	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
-		RequestItems: map[string][]types.WriteRequest{b.table: reqs},
-	})
+	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: c.items})
 	if err == nil {
 		left := out.UnprocessedItems[b.table]
 		var unprocessed map[itemKey]bool
@@ -537,14 +581,14 @@ func (o *owner) complete(c *call, now time.Time) {
 			// A newer write to this key came in while this one was in flight: it wins.
 			w.lastErr = w.err
 			o.replace(w, s.next)
-		case w.attempts >= b.opts.Retry.MaxAttempts:
+		case int(w.attempts) >= b.opts.Retry.MaxAttempts:
 			o.finish(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
 		default:
 			w.lastErr = w.err
 			s.next = w
 			o.retried++
 			retry = append(retry, w)
-			maxAttempts = max(maxAttempts, w.attempts)
+			maxAttempts = max(maxAttempts, int(w.attempts))
 		}
 		if s.next != nil && s.next != w && !s.queued {
 			o.enqueue(&o.fresh, s, now) // the newer write waited behind this one
@@ -554,6 +598,8 @@ func (o *owner) complete(c *call, now time.Time) {
 	if len(retry) > 0 {
 		heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(maxAttempts)), writes: retry})
 	}
+	c.reset()
+	o.idle = append(o.idle, c)
 }
 
 // wakeDelayed moves the writes whose backoff is over to the retry queue, skipping those that a
@@ -586,16 +632,14 @@ func (o *owner) deadline() time.Time {
 
 // addWaiter registers a Flush, counting the outstanding writes it waits for.
 func (o *owner) addWaiter(fw *flushWaiter) {
-	for _, head := range o.slots {
-		for s := head; s != nil; s = s.chain {
-			if s.inflight != nil && s.inflight.seq <= fw.mark {
-				fw.left++
-			}
-			if s.next != nil && s.next.seq <= fw.mark {
-				fw.left++
-			}
+	o.slots.each(func(s *slot) {
+		if s.inflight != nil && s.inflight.seq <= fw.mark {
+			fw.left++
 		}
-	}
+		if s.next != nil && s.next.seq <= fw.mark {
+			fw.left++
+		}
+	})
 	o.waiters = append(o.waiters, fw)
 }
 
@@ -610,17 +654,13 @@ func (o *owner) startAbort() {
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
 // flight are cancelled and their writes fail as they come back.
 func (o *owner) failWaiting() {
-	for _, head := range o.slots {
-		for s := head; s != nil; {
-			chain := s.chain
-			if w := s.next; w != nil {
-				s.next, s.queued = nil, false
-				o.finish(w, o.abortErr(w))
-			}
-			o.release(s)
-			s = chain
+	o.slots.each(func(s *slot) {
+		if w := s.next; w != nil {
+			s.next, s.queued = nil, false
+			o.finish(w, o.abortErr(w))
 		}
-	}
+		o.release(s)
+	})
 	o.fresh.reset()
 	o.retry.reset()
 	clear(o.delays)
