@@ -204,6 +204,7 @@ func ScanPaginator(b *testing.B, e *Env) {
 func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU()
 	for n := 0; n < b.N; {
 		for _, err := range walk() {
 			if err != nil {
@@ -214,6 +215,7 @@ func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 			}
 		}
 	}
+	reportCPU(b, cpu, "item")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
@@ -245,6 +247,7 @@ func pagerOf[O any](p sdkPaginator[O], items func(O) []dynaflow.Item) pager {
 func readPages(b *testing.B, newPager func() pager) {
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU()
 	for n := 0; n < b.N; {
 		next := newPager()
 		for n < b.N {
@@ -262,6 +265,7 @@ func readPages(b *testing.B, newPager func() pager) {
 			}
 		}
 	}
+	reportCPU(b, cpu, "item")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
