@@ -477,9 +477,14 @@ func (o *owner) launch(c *call) {
 func (o *owner) worker() {
 	defer o.calls.Done()
 	b := o.b
+	// A context of the worker's own, under callCtx: the SDK's HTTP transport derives a cancellable
+	// context from it for every call, and registering those under one shared parent would make
+	// the workers contend for that parent's lock.
+	ctx, cancel := context.WithCancel(b.callCtx)
+	defer cancel()
 	for c := range o.work {
 		b.inflight.Add(1)
-		b.send(b.callCtx, c.writes, c)
+		b.send(ctx, c.writes, c)
 		b.inflight.Add(-1)
 		o.results <- c
 	}
