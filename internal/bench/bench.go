@@ -94,9 +94,19 @@ func Event(i int) dynaflow.Item {
 // BatcherWrites measures a Batcher with maxInFlight calls at once: b.N Puts from producers
 // goroutines, then Flush. One op is one write.
 func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
+	conns := e.Sink.Conns()
+	st := putAll(b, e.API, maxInFlight, producers)
+	b.ReportMetric(float64(b.N)/float64(max(1, st.Requests)), "writes/call")
+	b.ReportMetric(float64(e.Sink.Conns()-conns)/float64(max(1, st.Requests)), "conns/call")
+}
+
+// putAll times b.N Puts of the pool's items from producers goroutines into a Batcher on api with
+// maxInFlight calls at once, then Flush; it reports writes/s and CPU per write, closes the
+// Batcher and returns its Stats.
+func putAll(b *testing.B, api dynaflow.API, maxInFlight, producers int) dynaflow.Stats {
 	items, _ := Pool()
 	ctx := context.Background()
-	w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
+	w, err := dynaflow.New(api).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
 		o.KeyAttributes = []string{"pk"}
 		o.MaxInFlight = maxInFlight
 	})
@@ -104,7 +114,6 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 		b.Fatal(err)
 	}
 	defer w.Close(ctx)
-	conns := e.Sink.Conns()
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := processCPU()
@@ -117,8 +126,7 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 	b.StopTimer()
 	reportCPU(b, cpu, "write")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
-	b.ReportMetric(float64(b.N)/float64(max(1, w.Stats().Requests)), "writes/call")
-	b.ReportMetric(float64(e.Sink.Conns()-conns)/float64(max(1, w.Stats().Requests)), "conns/call")
+	return w.Stats()
 }
 
 // RawWrites measures the raw SDK writing the same items in pre-built batches of 25 from

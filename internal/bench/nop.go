@@ -20,26 +20,5 @@ func (nopAPI) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...
 // into a Batcher with maxInFlight calls at once on an API that answers at once, then Flush. One
 // op is one write; cpu-µs/write is the process's CPU time per write, on all cores.
 func BatcherOverhead(b *testing.B, maxInFlight, producers int) {
-	items, _ := Pool()
-	ctx := context.Background()
-	w, err := dynaflow.New(nopAPI{}).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
-		o.KeyAttributes = []string{"pk"}
-		o.MaxInFlight = maxInFlight
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close(ctx)
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := processCPU()
-	if err := spread(b.N, producers, func(i int) error { return w.Put(ctx, items[i%len(items)]) }); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu, "write")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	putAll(b, nopAPI{}, maxInFlight, producers)
 }
