@@ -64,6 +64,7 @@ type slot struct {
 	key      itemKey
 	hash     uint64
 	chain    *slot // the next slot in its slotTable bucket (almost always nil)
+	prev     *slot // the slot before it in that bucket, nil at the head
 	inflight *write
 	next     *write
 	queued   bool // in fresh or retry, to be sent

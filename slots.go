@@ -1,9 +1,12 @@
 package dynaflow
 
 // slotTable finds the owner's slot for a key, by the key's hash. It is a chained hash table
-// whose chains run through the slots themselves (slot.chain): a lookup reads one bucket and the
-// slots on its chain, usually one, and nothing is allocated per key. Put computes the hash in the
-// caller's goroutine, so the owner never hashes a key.
+// whose chains run through the slots themselves (slot.chain, and slot.prev back): a lookup reads
+// one bucket and the slots on its chain, usually one, and nothing is allocated per key. Put
+// computes the hash in the caller's goroutine, so the owner never hashes a key. Removing a slot
+// reads only the slot and its neighbours, never the bucket: with thousands of writes buffered,
+// the bucket array is long out of the cache by the time a write's call returns, and a read of it
+// would stall the owner where a write does not.
 //
 // The table keeps at most one slot per bucket on average: it doubles when it holds more slots
 // than buckets, and halves, in compact, when it holds fewer than an eighth as many.
@@ -44,19 +47,25 @@ func (t *slotTable) insert(s *slot) {
 // link puts s at the head of its bucket's chain.
 func (t *slotTable) link(s *slot) {
 	i := s.hash & uint64(len(t.buckets)-1)
-	s.chain = t.buckets[i]
+	s.chain, s.prev = t.buckets[i], nil
+	if s.chain != nil {
+		s.chain.prev = s
+	}
 	t.buckets[i] = s
 }
 
 // remove takes s, which is in the table, out of it. It never resizes the table, so the walk of
 // each may remove the slot it is at.
 func (t *slotTable) remove(s *slot) {
-	p := &t.buckets[s.hash&uint64(len(t.buckets)-1)]
-	for *p != s {
-		p = &(*p).chain
+	if s.prev != nil {
+		s.prev.chain = s.chain
+	} else {
+		t.buckets[s.hash&uint64(len(t.buckets)-1)] = s.chain
 	}
-	*p = s.chain
-	s.chain = nil
+	if s.chain != nil {
+		s.chain.prev = s.prev
+	}
+	s.chain, s.prev = nil, nil
 	t.n--
 }
 
