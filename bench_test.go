@@ -42,6 +42,10 @@ func BenchmarkConnections(b *testing.B) {
 	}
 }
 
+// BenchmarkScanOverhead measures what dyn.Scan costs per item on its own: the same walk as
+// BenchmarkRead's scan/iterator over an API that answers at once with decoded pages.
+func BenchmarkScanOverhead(b *testing.B) { bench.ScanOverhead(b, 20, 100) }
+
 func BenchmarkRead(b *testing.B) {
 	e := bench.NewEnv(0, 20, 100)
 	defer e.Close()

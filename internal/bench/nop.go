@@ -2,18 +2,35 @@ package bench
 
 import (
 	"context"
+	"iter"
+	"strconv"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynaflow-go/dynaflow"
 )
 
-// nopAPI answers every BatchWriteItem at once with everything written, without a network or
-// the SDK: what a Batcher on it costs is the Batcher's own work.
-type nopAPI struct{ dynaflow.API }
+// nopAPI answers every BatchWriteItem at once with everything written, and every Scan at once
+// with one of a fixed set of pages, without a network or the SDK: what dynaflow costs on it is
+// dynaflow's own work.
+type nopAPI struct {
+	dynaflow.API
+	pages []*dynamodb.ScanOutput
+}
 
 func (nopAPI) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
 	return &dynamodb.BatchWriteItemOutput{}, nil
+}
+
+// Scan answers with the page after the one whose number is in the start key's "page" attribute.
+func (a nopAPI) Scan(_ context.Context, in *dynamodb.ScanInput, _ ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	i := 0
+	if v, ok := in.ExclusiveStartKey["page"].(*types.AttributeValueMemberN); ok {
+		i, _ = strconv.Atoi(v.Value)
+	}
+	return a.pages[i], nil
 }
 
 // BatcherOverhead measures a Batcher's own cost per write: b.N Puts from producers goroutines
@@ -21,4 +38,25 @@ func (nopAPI) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...
 // op is one write; cpu-µs/write is the process's CPU time per write, on all cores.
 func BatcherOverhead(b *testing.B, maxInFlight, producers int) {
 	putAll(b, nopAPI{}, maxInFlight, producers)
+}
+
+// ScanOverhead measures dyn.Scan's own cost per item: the iterator reading b.N items from an API
+// that answers at once with pages pages of perPage items already decoded, with no SDK and no
+// network. One op is one item.
+func ScanOverhead(b *testing.B, pages, perPage int) {
+	api := nopAPI{}
+	for p := range pages {
+		out := &dynamodb.ScanOutput{Items: make([]dynaflow.Item, perPage)}
+		for i := range out.Items {
+			out.Items[i] = Event(p*perPage + i)
+		}
+		if p+1 < pages {
+			out.LastEvaluatedKey = dynaflow.Item{"page": &types.AttributeValueMemberN{Value: strconv.Itoa(p + 1)}}
+		}
+		api.pages = append(api.pages, out)
+	}
+	dyn := dynaflow.New(api)
+	readItems(b, func() iter.Seq2[dynaflow.Item, error] {
+		return dyn.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(Table)})
+	})
 }
