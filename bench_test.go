@@ -23,6 +23,16 @@ func BenchmarkWrites(b *testing.B) {
 	}
 }
 
+// BenchmarkWritesSplit runs the Batcher and the raw SDK in turns, 25,000 writes at a time, each
+// side against a sink of its own and under a pprof label of its own, so that a CPU profile of it
+// splits by side: go test -run '^$' -bench WritesSplit -benchtime 1000000x -cpuprofile cpu.out,
+// then go tool pprof -tags cpu.out, and -top -cum -tagfocus side=batcher.
+func BenchmarkWritesSplit(b *testing.B) {
+	for _, k := range []int{8, 16} {
+		b.Run(fmt.Sprintf("delay=0s/inflight=%d", k), func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
+	}
+}
+
 // BenchmarkBatcherOverhead measures what a Batcher costs per write on its own: the same Puts as
 // BenchmarkWrites into an API that answers at once, with no SDK and no network.
 func BenchmarkBatcherOverhead(b *testing.B) {

@@ -133,20 +133,31 @@ func putAll(b *testing.B, api dynaflow.API, maxInFlight, producers int) dynaflow
 // goroutines goroutines, each sending one BatchWriteItem at a time and resending what comes back
 // unprocessed. One op is one write.
 func RawWrites(b *testing.B, e *Env, goroutines int) {
-	_, pre := Pool()
-	ctx := context.Background()
-	calls := (b.N + 24) / 25
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := processCPU()
-	err := spread(calls, goroutines, func(i int) error {
-		batch := pre[i%len(pre)]
-		if i == calls-1 && b.N%25 != 0 {
-			batch = batch[:b.N%25]
+	if err := rawWrite(context.Background(), e.API, 0, b.N, goroutines); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportCPU(b, cpu, "write")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// rawWrite writes the pool's items from the first'th (a multiple of 25) for n writes, in the
+// pre-built batches of 25, from goroutines goroutines, each sending one BatchWriteItem at a time
+// and resending what comes back unprocessed.
+func rawWrite(ctx context.Context, api *dynamodb.Client, first, n, goroutines int) error {
+	_, pre := Pool()
+	calls := (n + 24) / 25
+	return spread(calls, goroutines, func(i int) error {
+		batch := pre[(first/25+i)%len(pre)]
+		if i == calls-1 && n%25 != 0 {
+			batch = batch[:n%25]
 		}
 		pending := map[string][]types.WriteRequest{Table: batch}
 		for len(pending) > 0 {
-			out, err := e.API.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+			out, err := api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
 			if err != nil {
 				return err
 			}
@@ -154,12 +165,6 @@ func RawWrites(b *testing.B, e *Env, goroutines int) {
 		}
 		return nil
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu, "write")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
 
 // reportCPU reports the process's CPU time per op since start, in microseconds: the cost of an

@@ -67,6 +67,13 @@ func main() {
 		}
 		e.Close()
 	}
+	for _, k := range []int{8, 16} {
+		rs := t.runs(func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
+		r := medianOf(rs, "ratio")
+		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines, the two taking turns every %d writes, each with a sink of its own | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.2f | %s ≥ 0.90 |\n",
+			k, k, bench.SplitChunk, medianOf(rs, "batcher-writes/s"), medianOf(rs, "batcher-cpu-µs/write"),
+			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, verdict(r >= 0.9))
+	}
 	own := t.run(func(b *testing.B) { bench.BatcherOverhead(b, 8, 4) })
 	fmt.Printf("| 1 | the Batcher's own CPU per write, MaxInFlight 8, on an API that answers at once (no SDK, no network) | %.2f CPU-µs/write | %.1f CPU-µs/write (SDK and sink, 0s delay, 8 goroutines) | %.0f%% | — |\n",
 		own.rate("cpu-µs/write"), rawCPU, 100*own.rate("cpu-µs/write")/rawCPU)
@@ -120,12 +127,25 @@ type result struct{ testing.BenchmarkResult }
 func (r result) rate(unit string) float64 { return r.Extra[unit] }
 
 // run runs f trials times and returns the run with the median rate.
-func (t *table) run(f func(*testing.B)) result {
+func (t *table) run(f func(*testing.B)) result { return median(t.runs(f)) }
+
+// runs runs f trials times and returns every run.
+func (t *table) runs(f func(*testing.B)) []testing.BenchmarkResult {
 	var rs []testing.BenchmarkResult
 	for range t.trials {
 		rs = append(rs, testing.Benchmark(f))
 	}
-	return median(rs)
+	return rs
+}
+
+// medianOf returns the median over rs of the metric unit, each taken on its own.
+func medianOf(rs []testing.BenchmarkResult, unit string) float64 {
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = r.Extra[unit]
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2]
 }
 
 // pair runs a and b back to back, trials times, and returns each one's median run and the
