@@ -65,6 +65,14 @@ func BenchmarkRead(b *testing.B) {
 	b.Run("scan/paginator", func(b *testing.B) { bench.ScanPaginator(b, e) })
 }
 
+// BenchmarkReadsSplit runs the iterators and the SDK's paginators in turns of five full walks,
+// each side against a sink of its own and under a pprof label of its own (side=iterator or
+// side=paginator), as BenchmarkWritesSplit does for writes.
+func BenchmarkReadsSplit(b *testing.B) {
+	b.Run("query", func(b *testing.B) { bench.ReadsSplit(b, true, 20, 100) })
+	b.Run("scan", func(b *testing.B) { bench.ReadsSplit(b, false, 20, 100) })
+}
+
 func BenchmarkParallelScan(b *testing.B) {
 	e := bench.NewEnv(10*time.Millisecond, 64, 100)
 	defer e.Close()

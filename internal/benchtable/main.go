@@ -95,6 +95,16 @@ func main() {
 		}
 	}
 	e.Close()
+	for _, op := range []struct {
+		name  string
+		query bool
+	}{{"Query", true}, {"Scan", false}} {
+		rs := t.runs(func(b *testing.B) { bench.ReadsSplit(b, op.query, 20, 100) })
+		r := medianOf(rs, "ratio")
+		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.2f | %s ≥ 0.95 |\n",
+			op.name, medianOf(rs, "iterator-items/s"), medianOf(rs, "iterator-cpu-µs/item"),
+			medianOf(rs, "paginator-items/s"), medianOf(rs, "paginator-cpu-µs/item"), r, verdict(r >= 0.95))
+	}
 	scanOwn := t.run(func(b *testing.B) { bench.ScanOverhead(b, 20, 100) })
 	fmt.Printf("| 2 | dyn.Scan's own CPU per item, on an API that answers at once with decoded pages (no SDK, no network) | %.1f ns/item | %.2f CPU-µs/item (SDK and sink, Scan paginator) | %.2f%% | — |\n",
 		1000*scanOwn.rate("cpu-µs/item"), pagCPU, 100*scanOwn.rate("cpu-µs/item")/pagCPU)
