@@ -1,0 +1,62 @@
+package dynaflow
+
+import "time"
+
+// entry is a slot waiting in a queue, and since when.
+type entry struct {
+	s     *slot
+	since time.Time
+}
+
+// queue is a FIFO of entries.
+type queue struct {
+	items []entry
+	head  int
+}
+
+func (q *queue) len() int { return len(q.items) - q.head }
+
+func (q *queue) front() entry { return q.items[q.head] }
+
+func (q *queue) push(e entry) { q.items = append(q.items, e) }
+
+func (q *queue) reset() { clear(q.items); q.items, q.head = q.items[:0], 0 }
+
+func (q *queue) pop() entry {
+	e := q.items[q.head]
+	q.items[q.head] = entry{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	return e
+}
+
+// delayed are writes waiting out a backoff before they are sent again.
+type delayed struct {
+	at     time.Time
+	writes []*write
+}
+
+// delays is a min-heap of delayed by time.
+type delays []delayed
+
+func (d delays) Len() int { return len(d) }
+
+func (d delays) Less(i, j int) bool { return d[i].at.Before(d[j].at) }
+
+func (d delays) Swap(i, j int) { d[i], d[j] = d[j], d[i] }
+
+func (d *delays) Push(x any) { *d = append(*d, x.(delayed)) }
+
+func (d *delays) Pop() any {
+	old := *d
+	x := old[len(old)-1]
+	old[len(old)-1] = delayed{}
+	*d = old[:len(old)-1]
+	return x
+}

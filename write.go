@@ -1,0 +1,68 @@
+package dynaflow
+
+import "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+// A batch of MaxBatchWriteRequests items of at most MaxItemSize bytes (with room for the request's
+// own framing) stays under DynamoDB's 16 MB request limit, so a request is never too large once
+// Put has checked each item's size. The array length fails to compile if that ever stops holding.
+var _ [maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096)]struct{}
+
+// write is one accepted put or delete, from Put to the moment it lands, fails or is replaced.
+//
+// It is the one allocation a write costs, so it is kept small: the PutRequest or DeleteRequest
+// that carries it is built in the sending call's reusable buffers, and only for a failure report
+// on its own (request).
+type write struct {
+	item Item    // the item to put, or the key to delete
+	key  itemKey // canonical key
+	hash uint64  // key's hash, computed by Put (in the caller's goroutine)
+	size int     // item size by DynamoDB's rules
+	slot *slot   // the owner's state for key, set by the owner
+	// seq is the sequence number of the oldest accepted write this one stands for: a write that
+	// replaces an older one takes over its number, so that Flush waits for it in its place.
+	seq      uint64
+	lastErr  error // why the last send did not land
+	attempts int32 // times sent
+	del      bool  // a delete of the key item, not a put
+
+	// Set by the call that sent it, read by the owner after the call is done.
+	outcome outcome
+	err     error
+}
+
+// request returns the write as a WriteRequest of its own.
+func (w *write) request() types.WriteRequest {
+	if w.del {
+		return types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: w.item}}
+	}
+	return types.WriteRequest{PutRequest: &types.PutRequest{Item: w.item}}
+}
+
+// outcome is what became of a write in one call.
+type outcome uint8
+
+const (
+	landed outcome = iota // written
+	again                 // unprocessed or retryable: send again
+	failed                // rejected; err says why
+)
+
+// slot is the owner's state for one key that has writes outstanding. At most one write per key
+// is in flight; the newest write waiting behind it (to be sent, or to be retried) is next.
+type slot struct {
+	key      itemKey
+	hash     uint64
+	chain    *slot // the next slot in its slotTable bucket (almost always nil)
+	prev     *slot // the slot before it in that bucket, nil at the head
+	inflight *write
+	next     *write
+	queued   bool // in fresh or retry, to be sent
+}
+
+// flushWaiter is a Flush call waiting for the writes up to mark.
+type flushWaiter struct {
+	mark   uint64
+	left   int // outstanding writes with seq <= mark
+	done   chan struct{}
+	closed bool // the Batcher ended before the writes did (only after an aborted Close)
+}
