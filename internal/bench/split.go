@@ -48,7 +48,10 @@ func WritesSplit(b *testing.B, delay time.Duration, maxInFlight, producers int) 
 	items, _ := Pool()
 
 	puts := func(first, n int) (err error) {
-		pprof.Do(ctx, batcherSide, func(ctx context.Context) {
+		// The calls inside use context.Background, not the labelled context pprof.Do passes
+		// (the labels stay with the goroutine): the SDK looks values up in its context many
+		// times a call, and each side's chain should be as long as the other's.
+		pprof.Do(ctx, batcherSide, func(context.Context) {
 			err = spreadBlocks(n, producers, putBlock, func(i int) error { return w.Put(ctx, items[(first+i)%len(items)]) })
 			if err == nil {
 				err = w.Flush(ctx)
@@ -57,7 +60,7 @@ func WritesSplit(b *testing.B, delay time.Duration, maxInFlight, producers int) 
 		return err
 	}
 	raw := func(first, n int) (err error) {
-		pprof.Do(ctx, rawSide, func(ctx context.Context) { err = rawWrite(ctx, er.API, first, n, maxInFlight) })
+		pprof.Do(ctx, rawSide, func(context.Context) { err = rawWrite(ctx, er.API, first, n, maxInFlight) })
 		return err
 	}
 	// measure runs fn and adds its wall-clock and CPU time to wall and cpu.

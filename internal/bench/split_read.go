@@ -82,7 +82,8 @@ func ReadsSplit(b *testing.B, query bool, pages, perPage int) {
 	pg := &side{labels: pagSide, walk: pagWalk}
 	turn := func(s *side) {
 		c, t := processCPU(), time.Now()
-		pprof.Do(ctx, s.labels, func(ctx context.Context) {
+		// As in WritesSplit, the walks get context.Background, not the labelled context.
+		pprof.Do(ctx, s.labels, func(context.Context) {
 			for range walksPerTurn {
 				n, err := s.walk(ctx)
 				if err != nil {
