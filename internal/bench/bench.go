@@ -183,33 +183,45 @@ func queryInput() *dynamodb.QueryInput {
 
 // QueryIter measures dyn.Query reading b.N items, starting the query again as often as needed.
 // One op is one item.
-func QueryIter(b *testing.B, e *Env) {
-	dyn := dynaflow.New(e.API)
-	readItems(b, func() iter.Seq2[dynaflow.Item, error] { return dyn.Query(context.Background(), queryInput()) })
-}
+func QueryIter(b *testing.B, e *Env) { readItems(b, queryWalk(e.API)) }
 
 // QueryPaginator is QueryIter with the SDK's paginator.
-func QueryPaginator(b *testing.B, e *Env) {
-	readPages(b, func() pager {
-		p := dynamodb.NewQueryPaginator(e.API, queryInput())
-		return pagerOf(p, func(out *dynamodb.QueryOutput) []dynaflow.Item { return out.Items })
-	})
-}
+func QueryPaginator(b *testing.B, e *Env) { readPages(b, queryPager(e.API)) }
 
 // ScanIter measures dyn.Scan reading b.N items. One op is one item.
-func ScanIter(b *testing.B, e *Env) {
-	dyn := dynaflow.New(e.API)
-	readItems(b, func() iter.Seq2[dynaflow.Item, error] {
-		return dyn.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(Table)})
-	})
-}
+func ScanIter(b *testing.B, e *Env) { readItems(b, scanWalk(e.API)) }
 
 // ScanPaginator is ScanIter with the SDK's paginator.
-func ScanPaginator(b *testing.B, e *Env) {
-	readPages(b, func() pager {
-		p := dynamodb.NewScanPaginator(e.API, &dynamodb.ScanInput{TableName: aws.String(Table)})
+func ScanPaginator(b *testing.B, e *Env) { readPages(b, scanPager(e.API)) }
+
+// queryWalk returns a function that starts dyn.Query over api's table afresh each time.
+func queryWalk(api dynaflow.API) func() iter.Seq2[dynaflow.Item, error] {
+	dyn := dynaflow.New(api)
+	return func() iter.Seq2[dynaflow.Item, error] { return dyn.Query(context.Background(), queryInput()) }
+}
+
+// scanWalk returns a function that starts dyn.Scan over api's table afresh each time.
+func scanWalk(api dynaflow.API) func() iter.Seq2[dynaflow.Item, error] {
+	dyn := dynaflow.New(api)
+	return func() iter.Seq2[dynaflow.Item, error] {
+		return dyn.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(Table)})
+	}
+}
+
+// queryPager returns a function that starts the SDK's Query paginator afresh each time.
+func queryPager(api dynamodb.QueryAPIClient) func() pager {
+	return func() pager {
+		p := dynamodb.NewQueryPaginator(api, queryInput())
+		return pagerOf(p, func(out *dynamodb.QueryOutput) []dynaflow.Item { return out.Items })
+	}
+}
+
+// scanPager returns a function that starts the SDK's Scan paginator afresh each time.
+func scanPager(api dynamodb.ScanAPIClient) func() pager {
+	return func() pager {
+		p := dynamodb.NewScanPaginator(api, &dynamodb.ScanInput{TableName: aws.String(Table)})
 		return pagerOf(p, func(out *dynamodb.ScanOutput) []dynaflow.Item { return out.Items })
-	})
+	}
 }
 
 // readItems reads b.N items from walk, calling it again whenever a walk ends, and reports

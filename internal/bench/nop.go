@@ -2,11 +2,9 @@ package bench
 
 import (
 	"context"
-	"iter"
 	"strconv"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynaflow-go/dynaflow"
@@ -55,8 +53,5 @@ func ScanOverhead(b *testing.B, pages, perPage int) {
 		}
 		api.pages = append(api.pages, out)
 	}
-	dyn := dynaflow.New(api)
-	readItems(b, func() iter.Seq2[dynaflow.Item, error] {
-		return dyn.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(Table)})
-	})
+	readItems(b, scanWalk(api))
 }

@@ -13,6 +13,62 @@ import (
 // at 0 ms on a 2-core machine, short next to the machine's slower and faster spells.
 const SplitChunk = 25_000
 
+// side is one side of a split run: its name, which is its goroutines' pprof label side=name and
+// the prefix of its metrics, the work of one turn, and what its turns have done and taken.
+type side struct {
+	name string
+	// step does one turn's work, given the ops the side has done so far, and returns how many
+	// ops it did. Its calls use context.Background, not pprof.Do's labelled context (the labels
+	// stay with the goroutine): the SDK looks values up in its context many times a call, and
+	// neither side's chain should be longer than the other's.
+	step      func(done int) (int, error)
+	ops       int
+	wall, cpu time.Duration
+}
+
+// do runs fn with s's label on the goroutine; goroutines fn starts inherit it.
+func (s *side) do(fn func()) {
+	pprof.Do(context.Background(), pprof.Labels("side", s.name), func(context.Context) { fn() })
+}
+
+// turn runs one step and adds its ops, wall-clock time and CPU time (the process's) to s.
+func (s *side) turn(b *testing.B) {
+	c, t := processCPU(), time.Now()
+	var n int
+	var err error
+	s.do(func() { n, err = s.step(s.ops) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.ops += n
+	s.wall += time.Since(t)
+	s.cpu += processCPU() - c
+}
+
+func (s *side) rate() float64 { return float64(s.ops) / s.wall.Seconds() }
+
+// takeTurns runs x's and y's turns in pairs, the two taking turns at going first, while more
+// reports true, and then reports each side's rate and CPU per op (unit names one op) and the
+// ratio of x's rate to y's.
+func takeTurns(b *testing.B, x, y *side, more func() bool, unit string) {
+	b.ResetTimer()
+	for i := 0; more(); i++ {
+		if i%2 == 0 {
+			x.turn(b)
+			y.turn(b)
+		} else {
+			y.turn(b)
+			x.turn(b)
+		}
+	}
+	b.StopTimer()
+	for _, s := range []*side{x, y} {
+		b.ReportMetric(s.rate(), s.name+"-"+unit+"s/s")
+		b.ReportMetric(float64(s.cpu)/float64(time.Microsecond)/float64(s.ops), s.name+"-cpu-µs/"+unit)
+	}
+	b.ReportMetric(x.rate()/y.rate(), "ratio")
+}
+
 // WritesSplit measures the Batcher and the raw SDK in turns on the same machine moments: b.N
 // writes each, in chunks of SplitChunk, the two sides taking turns at going first, each against
 // a sink of its own answering after delay. The Batcher has maxInFlight calls at once and
@@ -26,12 +82,20 @@ const SplitChunk = 25_000
 // the runtime's own work, garbage collection mostly.
 func WritesSplit(b *testing.B, delay time.Duration, maxInFlight, producers int) {
 	ctx := context.Background()
-	batcherSide := pprof.Labels("side", "batcher")
-	rawSide := pprof.Labels("side", "raw")
-	var eb, er *Env
+	items, _ := Pool()
+	chunk := func(done int) int { return min(SplitChunk, b.N-done) }
+
 	var w *dynaflow.Batcher
+	bat := &side{name: "batcher", step: func(done int) (int, error) {
+		n := chunk(done)
+		if err := spreadBlocks(n, producers, putBlock, func(i int) error { return w.Put(ctx, items[(done+i)%len(items)]) }); err != nil {
+			return 0, err
+		}
+		return n, w.Flush(ctx)
+	}}
+	var eb *Env
 	var err error
-	pprof.Do(ctx, batcherSide, func(ctx context.Context) {
+	bat.do(func() {
 		eb = NewEnv(delay, 1, 1)
 		w, err = dynaflow.New(eb.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
 			o.KeyAttributes = []string{"pk"}
@@ -43,53 +107,14 @@ func WritesSplit(b *testing.B, delay time.Duration, maxInFlight, producers int) 
 		b.Fatal(err)
 	}
 	defer w.Close(ctx)
-	pprof.Do(ctx, rawSide, func(context.Context) { er = NewEnv(delay, 1, 1) })
+
+	var er *Env
+	raw := &side{name: "raw", step: func(done int) (int, error) {
+		n := chunk(done)
+		return n, rawWrite(ctx, er.API, done, n, maxInFlight)
+	}}
+	raw.do(func() { er = NewEnv(delay, 1, 1) })
 	defer er.Close()
-	items, _ := Pool()
 
-	puts := func(first, n int) (err error) {
-		// The calls inside use context.Background, not the labelled context pprof.Do passes
-		// (the labels stay with the goroutine): the SDK looks values up in its context many
-		// times a call, and each side's chain should be as long as the other's.
-		pprof.Do(ctx, batcherSide, func(context.Context) {
-			err = spreadBlocks(n, producers, putBlock, func(i int) error { return w.Put(ctx, items[(first+i)%len(items)]) })
-			if err == nil {
-				err = w.Flush(ctx)
-			}
-		})
-		return err
-	}
-	raw := func(first, n int) (err error) {
-		pprof.Do(ctx, rawSide, func(context.Context) { err = rawWrite(ctx, er.API, first, n, maxInFlight) })
-		return err
-	}
-	// measure runs fn and adds its wall-clock and CPU time to wall and cpu.
-	measure := func(fn func(first, n int) error, first, n int, wall, cpu *time.Duration) {
-		c, t := processCPU(), time.Now()
-		if err := fn(first, n); err != nil {
-			b.Fatal(err)
-		}
-		*wall += time.Since(t)
-		*cpu += processCPU() - c
-	}
-
-	var bWall, bCPU, rWall, rCPU time.Duration
-	b.ResetTimer()
-	for turn, first := 0, 0; first < b.N; turn, first = turn+1, first+SplitChunk {
-		n := min(SplitChunk, b.N-first)
-		if turn%2 == 0 {
-			measure(puts, first, n, &bWall, &bCPU)
-			measure(raw, first, n, &rWall, &rCPU)
-		} else {
-			measure(raw, first, n, &rWall, &rCPU)
-			measure(puts, first, n, &bWall, &bCPU)
-		}
-	}
-	b.StopTimer()
-	perWrite := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(b.N) }
-	b.ReportMetric(float64(b.N)/bWall.Seconds(), "batcher-writes/s")
-	b.ReportMetric(float64(b.N)/rWall.Seconds(), "raw-writes/s")
-	b.ReportMetric(float64(rWall)/float64(bWall), "ratio")
-	b.ReportMetric(perWrite(bCPU), "batcher-cpu-µs/write")
-	b.ReportMetric(perWrite(rCPU), "raw-cpu-µs/write")
+	takeTurns(b, bat, raw, func() bool { return bat.ops < b.N }, "write")
 }
