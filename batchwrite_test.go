@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -840,4 +842,48 @@ func TestBatcherHashCollisions(t *testing.T) {
 		}
 	}
 	checkStats(t, b.Stats())
+}
+
+// landAll writes everything it is sent, and keeps nothing.
+type landAll struct{ API }
+
+func (landAll) BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	return &dynamodb.BatchWriteItemOutput{}, nil
+}
+
+// TestBatcherKeepsNoItemWhenIdle checks that a Batcher that has written everything holds no
+// reference to any item it wrote: the buffers its calls reuse are scrubbed once it is idle.
+func TestBatcherKeepsNoItemWhenIdle(t *testing.T) {
+	ctx := context.Background()
+	b, err := New(landAll{}).NewBatcher(ctx, "orders", func(o *BatcherOptions) {
+		o.KeyAttributes = []string{"pk"}
+		o.MaxInFlight = 2
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		checkNoLeaks(t)
+	}()
+	var refs []weak.Pointer[types.AttributeValueMemberS]
+	for i := range 3*MaxBatchWriteRequests + 7 {
+		v := &types.AttributeValueMemberS{Value: "body"}
+		refs = append(refs, weak.Make(v))
+		if err := b.Put(ctx, Item{"pk": &types.AttributeValueMemberS{Value: strconv.Itoa(i)}, "body": v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustFlush(t, b)
+	waitFor(t, "the Batcher to let go of every item it wrote", func() bool {
+		runtime.GC()
+		for _, r := range refs {
+			if r.Value() != nil {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -12,8 +12,15 @@ import (
 // call is one BatchWriteItem call, with the calls it split into after a ValidationException.
 // The owner reuses calls, and with them the buffers the request is built in: the SDK keeps
 // nothing of its input once the call returns.
+//
+// Besides the writes, a call carries what the owner needs of each when the call comes back:
+// its slot, its size and its outcome, in arrays of its own, so that the owner does not read a
+// write that landed again (the worker that sent it has it in its cache, the owner does not).
 type call struct {
 	writes    []*write
+	slots     []slotID  // slots[i] is the slot of writes[i]
+	sizes     []int     // sizes[i] is writes[i].size, read by the worker
+	outcomes  []outcome // outcomes[i] is what became of writes[i]; its err is in the write
 	throttled int64
 	requests  int64
 
@@ -26,23 +33,33 @@ type call struct {
 // newCall returns an empty call with room for a full batch.
 func newCall() *call {
 	return &call{
-		writes: make([]*write, 0, MaxBatchWriteRequests),
-		reqs:   make([]types.WriteRequest, 0, MaxBatchWriteRequests),
-		puts:   make([]types.PutRequest, 0, MaxBatchWriteRequests),
-		dels:   make([]types.DeleteRequest, 0, MaxBatchWriteRequests),
-		items:  make(map[string][]types.WriteRequest, 1),
+		writes:   make([]*write, 0, MaxBatchWriteRequests),
+		slots:    make([]slotID, 0, MaxBatchWriteRequests),
+		sizes:    make([]int, MaxBatchWriteRequests),
+		outcomes: make([]outcome, MaxBatchWriteRequests),
+		reqs:     make([]types.WriteRequest, 0, MaxBatchWriteRequests),
+		puts:     make([]types.PutRequest, 0, MaxBatchWriteRequests),
+		dels:     make([]types.DeleteRequest, 0, MaxBatchWriteRequests),
+		items:    make(map[string][]types.WriteRequest, 1),
 	}
 }
 
-// reset empties c for its next batch, dropping its references to writes and items.
+// reset empties c for its next batch. It leaves the old references in its buffers, to be
+// overwritten by the next batch: clearing them after every call would cost a write barrier per
+// pointer while the garbage collector marks. scrub drops them when the Batcher goes idle.
 func (c *call) reset() {
-	clear(c.writes)
-	clear(c.reqs)
-	clear(c.puts)
-	clear(c.dels)
-	clear(c.items)
-	c.writes, c.reqs, c.puts, c.dels = c.writes[:0], c.reqs[:0], c.puts[:0], c.dels[:0]
+	c.writes, c.slots, c.reqs, c.puts, c.dels = c.writes[:0], c.slots[:0], c.reqs[:0], c.puts[:0], c.dels[:0]
 	c.throttled, c.requests = 0, 0
+}
+
+// scrub drops every reference c's buffers hold to writes and items.
+func (c *call) scrub() {
+	c.reset()
+	clear(c.writes[:cap(c.writes)])
+	clear(c.reqs[:cap(c.reqs)])
+	clear(c.puts[:cap(c.puts)])
+	clear(c.dels[:cap(c.dels)])
+	clear(c.items)
 }
 
 // call returns an empty call, reusing one that is done with when there is one.
@@ -63,7 +80,7 @@ func (o *owner) call() *call {
 // hold that many.
 func (o *owner) launch(c *call) {
 	o.inflight++
-	o.dirty = true
+	o.dirty, o.scrubbed = true, false
 	if o.workers < min(o.inflight, o.b.opts.MaxInFlight) {
 		o.workers++
 		o.calls.Add(1)
@@ -83,16 +100,21 @@ func (o *owner) worker() {
 	defer cancel()
 	for c := range o.work {
 		b.inflight.Add(1)
-		b.send(ctx, c.writes, c)
+		for i, w := range c.writes {
+			w.attempts++
+			c.sizes[i] = w.size
+		}
+		b.send(ctx, c, 0, len(c.writes))
 		b.inflight.Add(-1)
 		o.results <- c
 	}
 }
 
-// send writes ws with one BatchWriteItem call and sets each write's outcome. A batch that draws
-// a ValidationException is split in halves, within the same call slot, until each offending
-// write stands alone, so that only the offenders fail.
-func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
+// send writes c.writes[lo:hi] with one BatchWriteItem call and sets each write's outcome. A batch
+// that draws a ValidationException is split in halves, within the same call slot, until each
+// offending write stands alone, so that only the offenders fail.
+func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
+	ws := c.writes[lo:hi]
 	// The buffers hold one request at a time: a split sends its halves one after the other.
 	reqs, puts, dels := c.reqs[:0], c.puts[:0], c.dels[:0]
 	for _, w := range ws {
@@ -107,6 +129,7 @@ func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
 	c.items[b.table] = reqs
 	c.requests++
 	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: c.items})
+	outcomes := c.outcomes[lo:hi]
 	if err == nil {
 		left := out.UnprocessedItems[b.table]
 		var unprocessed map[itemKey]bool
@@ -118,10 +141,11 @@ func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
 				}
 			}
 		}
-		for _, w := range ws {
-			w.outcome, w.err = landed, nil
-			if len(left) >= len(ws) || unprocessed[w.key] {
-				w.outcome, w.err = again, ErrUnprocessed
+		for i, w := range ws {
+			outcomes[i] = landed
+			// Only a write that did not land is read again: most calls leave none.
+			if len(left) >= len(ws) || unprocessed != nil && unprocessed[w.key] {
+				outcomes[i], w.err = again, ErrUnprocessed
 			}
 		}
 		return
@@ -131,17 +155,17 @@ func (b *Batcher) send(ctx context.Context, ws []*write, c *call) {
 		c.throttled++
 	}
 	if !retryable && len(ws) > 1 && isValidation(err) && ctx.Err() == nil {
-		h := len(ws) / 2
-		b.send(ctx, ws[:h], c)
-		b.send(ctx, ws[h:], c)
+		h := lo + len(ws)/2
+		b.send(ctx, c, lo, h)
+		b.send(ctx, c, h, hi)
 		return
 	}
 	o := failed
 	if retryable {
 		o = again
 	}
-	for _, w := range ws {
-		w.outcome, w.err = o, err
+	for i, w := range ws {
+		outcomes[i], w.err = o, err
 	}
 }
 

@@ -13,9 +13,9 @@ import (
 type owner struct {
 	b       *Batcher
 	slots   slotTable
-	free    []*slot
-	fresh   queue // new writes, oldest first
-	retry   queue // writes back from a backoff: sent first
+	epoch   time.Time // when the owner started: queue entries count their time from it
+	fresh   queue     // new writes, oldest first
+	retry   queue     // writes back from a backoff: sent first
 	delays  delays
 	waiters []*flushWaiter
 	work    chan *call // batches for the workers
@@ -32,6 +32,7 @@ type owner struct {
 	live              int // writes in slots
 	closing, aborting bool
 	pressed           bool // a Put waits for room
+	scrubbed          bool // the idle calls hold no references to writes
 
 	// Changes not yet published to b.stats.
 	dirty                                           bool
@@ -49,6 +50,7 @@ func (b *Batcher) run() {
 		work:    make(chan *call, 2*b.opts.MaxInFlight),
 		results: make(chan *call, 2*b.opts.MaxInFlight),
 		maxOut:  2 * b.opts.MaxInFlight,
+		epoch:   time.Now(),
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -62,6 +64,7 @@ func (b *Batcher) run() {
 		o.dispatch(now)
 		o.publish()
 		o.slots.compact()
+		o.scrub()
 		if o.closing && o.live == 0 && o.inflight == 0 {
 			break
 		}
@@ -162,37 +165,28 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 func (o *owner) accept(w *write, now time.Time) {
 	o.live++
 	if o.aborting {
-		o.finish(w, o.abortErr(w))
+		o.finish(w, w.size, o.abortErr(w))
 		return
 	}
-	s := o.slots.find(w.hash, w.key)
-	if s == nil {
-		if len(o.free) == 0 {
-			// Slots are made 64 at a time: one allocation, not one per key.
-			chunk := make([]slot, 64)
-			for i := range chunk {
-				o.free = append(o.free, &chunk[i])
-			}
-		}
-		n := len(o.free)
-		s, o.free = o.free[n-1], o.free[:n-1]
-		s.key, s.hash = w.key, w.hash
-		o.slots.insert(s)
+	id := o.slots.find(w.hash, w.key)
+	if id == 0 {
+		id = o.slots.add(w.hash)
 	}
-	w.slot = s
+	s := o.slots.at(id)
+	w.slot = id
 	if old := s.next; old != nil {
 		o.replace(old, w)
 	}
 	s.next = w
 	if s.inflight == nil && !s.queued {
-		o.enqueue(&o.fresh, s, now)
+		o.enqueue(&o.fresh, id, now)
 	}
 }
 
-// enqueue puts s in q.
-func (o *owner) enqueue(q *queue, s *slot, now time.Time) {
-	s.queued = true
-	q.push(entry{s, now})
+// enqueue puts slot id in q.
+func (o *owner) enqueue(q *queue, id slotID, now time.Time) {
+	o.slots.at(id).queued = true
+	q.push(entry{id, now.Sub(o.epoch)})
 }
 
 // replace drops old, a write that newer makes obsolete, and hands its place in line for Flush to
@@ -205,7 +199,7 @@ func (o *owner) replace(old, newer *write) {
 	}
 	newer.seq = min(old.seq, newer.seq)
 	o.coalesced++
-	o.gone(old)
+	o.gone(old.size)
 }
 
 func b2i(b bool) int {
@@ -215,8 +209,9 @@ func b2i(b bool) int {
 	return 0
 }
 
-// finish ends a write as written (err nil) or failed.
-func (o *owner) finish(w *write, err error) {
+// finish ends a write of size bytes as written (err nil) or failed. It reads w only for a
+// failure or a waiting Flush.
+func (o *owner) finish(w *write, size int, err error) {
 	if err == nil {
 		o.written++
 	} else {
@@ -229,25 +224,35 @@ func (o *owner) finish(w *write, err error) {
 			fw.left--
 		}
 	}
-	o.gone(w)
+	o.gone(size)
 }
 
-// gone does the accounting of a write that has left the Batcher.
-func (o *owner) gone(w *write) {
+// gone does the accounting of a write of size bytes that has left the Batcher.
+func (o *owner) gone(size int) {
 	o.live--
 	o.finished++
-	o.finishedBytes += w.size
+	o.finishedBytes += size
 	o.dirty = true
 }
 
-// release frees s once nothing is left in it.
-func (o *owner) release(s *slot) {
-	if s.next != nil || s.inflight != nil {
+// release frees slot id once nothing is left in it.
+func (o *owner) release(id slotID) {
+	if s := o.slots.at(id); s.next != nil || s.inflight != nil {
 		return
 	}
-	o.slots.remove(s)
-	*s = slot{}
-	o.free = append(o.free, s)
+	o.slots.remove(id)
+}
+
+// scrub drops the references the idle calls' buffers keep to writes and items, once the Batcher
+// holds no write: between calls they are left to be overwritten (see call.reset).
+func (o *owner) scrub() {
+	if o.scrubbed || o.live > 0 || o.inflight > 0 {
+		return
+	}
+	for _, c := range o.idle {
+		c.scrub()
+	}
+	o.scrubbed = true
 }
 
 // urgent reports whether writes should go out without waiting for their batch to fill: Close or
@@ -264,11 +269,11 @@ func (o *owner) dispatch(now time.Time) {
 			return
 		}
 		if n < MaxBatchWriteRequests && o.retry.len() == 0 && !o.urgent() &&
-			now.Before(o.fresh.front().since.Add(opts.FlushInterval)) {
+			now.Sub(o.epoch) < o.fresh.front().since+opts.FlushInterval {
 			return
 		}
 		c := o.call()
-		batch := c.writes
+		batch, slots := c.writes, c.slots
 		for len(batch) < MaxBatchWriteRequests {
 			var e entry
 			switch {
@@ -277,16 +282,15 @@ func (o *owner) dispatch(now time.Time) {
 			case o.fresh.len() > 0:
 				e = o.fresh.pop()
 			}
-			if e.s == nil {
+			if e.s == 0 {
 				break
 			}
-			s := e.s
-			w := s.next
+			s := o.slots.at(e.s)
+			w := s.next // not read here: the worker reads it
 			s.queued, s.next, s.inflight = false, nil, w
-			w.attempts++
-			batch = append(batch, w)
+			batch, slots = append(batch, w), append(slots, e.s)
 		}
-		c.writes = batch
+		c.writes, c.slots = batch, slots
 		o.launch(c)
 	}
 }
@@ -307,22 +311,23 @@ func (o *owner) complete(c *call, now time.Time) {
 	o.requests += c.requests
 	var retry []*write
 	maxAttempts := 0
-	for _, w := range c.writes {
-		s := w.slot
+	for i, w := range c.writes {
+		id, size, out := c.slots[i], c.sizes[i], c.outcomes[i]
+		s := o.slots.at(id)
 		s.inflight = nil
 		switch {
-		case w.outcome == landed:
-			o.finish(w, nil)
+		case out == landed:
+			o.finish(w, size, nil)
 		case o.aborting:
-			o.finish(w, o.abortErr(w))
-		case w.outcome == failed:
-			o.finish(w, b.failErr(w.err))
+			o.finish(w, size, o.abortErr(w))
+		case out == failed:
+			o.finish(w, size, b.failErr(w.err))
 		case s.next != nil:
 			// A newer write to this key came in while this one was in flight: it wins.
 			w.lastErr = w.err
 			o.replace(w, s.next)
 		case int(w.attempts) >= b.opts.Retry.MaxAttempts:
-			o.finish(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
+			o.finish(w, size, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
 		default:
 			w.lastErr = w.err
 			s.next = w
@@ -331,9 +336,9 @@ func (o *owner) complete(c *call, now time.Time) {
 			maxAttempts = max(maxAttempts, int(w.attempts))
 		}
 		if s.next != nil && s.next != w && !s.queued {
-			o.enqueue(&o.fresh, s, now) // the newer write waited behind this one
+			o.enqueue(&o.fresh, id, now) // the newer write waited behind this one
 		}
-		o.release(s)
+		o.release(id)
 	}
 	if len(retry) > 0 {
 		heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(maxAttempts)), writes: retry})
@@ -348,10 +353,12 @@ func (o *owner) wakeDelayed(now time.Time) {
 	for len(o.delays) > 0 && !o.delays[0].at.After(now) {
 		d := heap.Pop(&o.delays).(delayed)
 		for _, w := range d.writes {
-			// A slot whose write was replaced may have been freed and reused for another key:
-			// then s.next is not w either.
-			if s := w.slot; s.next == w && s.inflight == nil && !s.queued {
-				o.enqueue(&o.retry, s, now)
+			// A slot whose write was replaced may have been freed and reused for another key,
+			// or let go with the table's slots: then s.next is not w either.
+			if id := w.slot; o.slots.has(id) {
+				if s := o.slots.at(id); s.next == w && s.inflight == nil && !s.queued {
+					o.enqueue(&o.retry, id, now)
+				}
 			}
 		}
 	}
@@ -362,7 +369,7 @@ func (o *owner) wakeDelayed(now time.Time) {
 func (o *owner) deadline() time.Time {
 	var t time.Time
 	if o.fresh.len() > 0 && o.inflight < o.maxOut && !o.aborting {
-		t = o.fresh.front().since.Add(o.b.opts.FlushInterval)
+		t = o.epoch.Add(o.fresh.front().since + o.b.opts.FlushInterval)
 	}
 	if len(o.delays) > 0 && (t.IsZero() || o.delays[0].at.Before(t)) {
 		t = o.delays[0].at
@@ -372,7 +379,7 @@ func (o *owner) deadline() time.Time {
 
 // addWaiter registers a Flush, counting the outstanding writes it waits for.
 func (o *owner) addWaiter(fw *flushWaiter) {
-	o.slots.each(func(s *slot) {
+	o.slots.each(func(_ slotID, s *slot) {
 		if s.inflight != nil && s.inflight.seq <= fw.mark {
 			fw.left++
 		}
@@ -394,12 +401,12 @@ func (o *owner) startAbort() {
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
 // flight are cancelled and their writes fail as they come back.
 func (o *owner) failWaiting() {
-	o.slots.each(func(s *slot) {
+	o.slots.each(func(id slotID, s *slot) {
 		if w := s.next; w != nil {
 			s.next, s.queued = nil, false
-			o.finish(w, o.abortErr(w))
+			o.finish(w, w.size, o.abortErr(w))
 		}
-		o.release(s)
+		o.release(id)
 	})
 	o.fresh.reset()
 	o.retry.reset()

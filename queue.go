@@ -2,10 +2,11 @@ package dynaflow
 
 import "time"
 
-// entry is a slot waiting in a queue, and since when.
+// entry is a slot waiting in a queue, and since when: the time since the owner started. It holds
+// no pointer, so the queues cost the garbage collector nothing.
 type entry struct {
-	s     *slot
-	since time.Time
+	s     slotID
+	since time.Duration
 }
 
 // queue is a FIFO of entries.
@@ -20,17 +21,15 @@ func (q *queue) front() entry { return q.items[q.head] }
 
 func (q *queue) push(e entry) { q.items = append(q.items, e) }
 
-func (q *queue) reset() { clear(q.items); q.items, q.head = q.items[:0], 0 }
+func (q *queue) reset() { q.items, q.head = q.items[:0], 0 }
 
 func (q *queue) pop() entry {
 	e := q.items[q.head]
-	q.items[q.head] = entry{}
 	q.head++
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.items) {
 		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
 		q.items, q.head = q.items[:n], 0
 	}
 	return e

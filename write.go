@@ -11,23 +11,23 @@ var _ [maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096)]struct{}
 //
 // It is the one allocation a write costs, so it is kept small: the PutRequest or DeleteRequest
 // that carries it is built in the sending call's reusable buffers, and only for a failure report
-// on its own (request).
+// on its own (request). On its way through the Batcher it is read three times: by the owner when
+// it comes in, by the worker that sends it, and by the owner again only if it did not land.
 type write struct {
 	item Item    // the item to put, or the key to delete
 	key  itemKey // canonical key
 	hash uint64  // key's hash, computed by Put (in the caller's goroutine)
 	size int     // item size by DynamoDB's rules
-	slot *slot   // the owner's state for key, set by the owner
+	slot slotID  // the owner's state for key, set by the owner
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
 	lastErr  error // why the last send did not land
-	attempts int32 // times sent
+	attempts int32 // times sent; counted by the worker that sends it
 	del      bool  // a delete of the key item, not a put
 
-	// Set by the call that sent it, read by the owner after the call is done.
-	outcome outcome
-	err     error
+	// Set by the call that sent it, when it did not land; read by the owner after the call.
+	err error
 }
 
 // request returns the write as a WriteRequest of its own.
@@ -48,15 +48,23 @@ const (
 )
 
 // slot is the owner's state for one key that has writes outstanding. At most one write per key
-// is in flight; the newest write waiting behind it (to be sent, or to be retried) is next.
+// is in flight; the newest write waiting behind it (to be sent, or to be retried) is next. A slot
+// in the table always has one of the two.
 type slot struct {
-	key      itemKey
 	hash     uint64
-	chain    *slot // the next slot in its slotTable bucket (almost always nil)
-	prev     *slot // the slot before it in that bucket, nil at the head
+	chain    slotID // the next slot in its slotTable bucket (almost always 0)
+	prev     slotID // the slot before it in that bucket, 0 at the head
 	inflight *write
 	next     *write
 	queued   bool // in fresh or retry, to be sent
+}
+
+// key returns the key of s's writes.
+func (s *slot) key() itemKey {
+	if s.next != nil {
+		return s.next.key
+	}
+	return s.inflight.key
 }
 
 // flushWaiter is a Flush call waiting for the writes up to mark.
