@@ -14,12 +14,13 @@ import (
 // nothing of its input once the call returns.
 //
 // Besides the writes, a call carries what the owner needs of each when the call comes back:
-// its slot, its size and its outcome, in arrays of its own, so that the owner does not read a
+// its slot, size, sequence number and outcome, in arrays of its own, so that the owner does not read a
 // write that landed again (the worker that sent it has it in its cache, the owner does not).
 type call struct {
 	writes    []*write
 	slots     []slotID  // slots[i] is the slot of writes[i]
 	sizes     []int     // sizes[i] is writes[i].size, read by the worker
+	seqs      []uint64  // seqs[i] is writes[i].seq, read by the worker
 	outcomes  []outcome // outcomes[i] is what became of writes[i]; its err is in the write
 	throttled int64
 	requests  int64
@@ -36,6 +37,7 @@ func newCall() *call {
 		writes:   make([]*write, 0, MaxBatchWriteRequests),
 		slots:    make([]slotID, 0, MaxBatchWriteRequests),
 		sizes:    make([]int, MaxBatchWriteRequests),
+		seqs:     make([]uint64, MaxBatchWriteRequests),
 		outcomes: make([]outcome, MaxBatchWriteRequests),
 		reqs:     make([]types.WriteRequest, 0, MaxBatchWriteRequests),
 		puts:     make([]types.PutRequest, 0, MaxBatchWriteRequests),
@@ -102,7 +104,7 @@ func (o *owner) worker() {
 		b.inflight.Add(1)
 		for i, w := range c.writes {
 			w.attempts++
-			c.sizes[i] = w.size
+			c.sizes[i], c.seqs[i] = w.size, w.seq
 		}
 		b.send(ctx, c, 0, len(c.writes))
 		b.inflight.Add(-1)

@@ -165,7 +165,7 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 func (o *owner) accept(w *write, now time.Time) {
 	o.live++
 	if o.aborting {
-		o.finish(w, w.size, o.abortErr(w))
+		o.fail(w, o.abortErr(w))
 		return
 	}
 	id := o.slots.find(w.hash, w.key)
@@ -209,18 +209,25 @@ func b2i(b bool) int {
 	return 0
 }
 
-// finish ends a write of size bytes as written (err nil) or failed. It reads w only for a
-// failure or a waiting Flush.
-func (o *owner) finish(w *write, size int, err error) {
-	if err == nil {
-		o.written++
-	} else {
-		o.failedN++
-		o.failures = append(o.failures, Failure{Request: w.request(), Err: err})
-	}
+// landed ends a write that was written: the write whose sequence number is seq, of size bytes.
+// It does not read the write.
+func (o *owner) landed(seq uint64, size int) {
+	o.written++
+	o.leave(seq, size)
+}
+
+// fail ends w as failed with err.
+func (o *owner) fail(w *write, err error) {
+	o.failedN++
+	o.failures = append(o.failures, Failure{Request: w.request(), Err: err})
+	o.leave(w.seq, w.size)
+}
+
+// leave counts a write that has ended, written or failed, for the Flush calls that wait for it.
+func (o *owner) leave(seq uint64, size int) {
 	for i := 0; i < len(o.waiters); i++ {
 		fw := o.waiters[i]
-		if w.seq <= fw.mark {
+		if seq <= fw.mark {
 			fw.left--
 		}
 	}
@@ -312,22 +319,22 @@ func (o *owner) complete(c *call, now time.Time) {
 	var retry []*write
 	maxAttempts := 0
 	for i, w := range c.writes {
-		id, size, out := c.slots[i], c.sizes[i], c.outcomes[i]
+		id, out := c.slots[i], c.outcomes[i]
 		s := o.slots.at(id)
 		s.inflight = nil
 		switch {
 		case out == landed:
-			o.finish(w, size, nil)
+			o.landed(c.seqs[i], c.sizes[i])
 		case o.aborting:
-			o.finish(w, size, o.abortErr(w))
+			o.fail(w, o.abortErr(w))
 		case out == failed:
-			o.finish(w, size, b.failErr(w.err))
+			o.fail(w, b.failErr(w.err))
 		case s.next != nil:
 			// A newer write to this key came in while this one was in flight: it wins.
 			w.lastErr = w.err
 			o.replace(w, s.next)
 		case int(w.attempts) >= b.opts.Retry.MaxAttempts:
-			o.finish(w, size, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
+			o.fail(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
 		default:
 			w.lastErr = w.err
 			s.next = w
@@ -404,7 +411,7 @@ func (o *owner) failWaiting() {
 	o.slots.each(func(id slotID, s *slot) {
 		if w := s.next; w != nil {
 			s.next, s.queued = nil, false
-			o.finish(w, w.size, o.abortErr(w))
+			o.fail(w, o.abortErr(w))
 		}
 		o.release(id)
 	})

@@ -101,7 +101,8 @@ func (t *slotTable) remove(id slotID) {
 	if s.chain != 0 {
 		t.slots[s.chain].prev = s.prev
 	}
-	*s = slot{}
+	// Its writes are nil already: zeroing the rest field by field stores no pointer.
+	s.hash, s.chain, s.prev, s.queued = 0, 0, 0, false
 	t.free = append(t.free, id)
 	t.n--
 }
