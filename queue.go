@@ -9,21 +9,24 @@ type entry struct {
 	since time.Duration
 }
 
-// queue is a FIFO of entries.
-type queue struct {
-	items []entry
+// queue is a FIFO of slots waiting to be sent.
+type queue = fifo[entry]
+
+// fifo is a first-in, first-out queue in one slice, which it reuses.
+type fifo[T any] struct {
+	items []T
 	head  int
 }
 
-func (q *queue) len() int { return len(q.items) - q.head }
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
 
-func (q *queue) front() entry { return q.items[q.head] }
+func (q *fifo[T]) front() T { return q.items[q.head] }
 
-func (q *queue) push(e entry) { q.items = append(q.items, e) }
+func (q *fifo[T]) push(e T) { q.items = append(q.items, e) }
 
-func (q *queue) reset() { q.items, q.head = q.items[:0], 0 }
+func (q *fifo[T]) reset() { q.items, q.head = q.items[:0], 0 }
 
-func (q *queue) pop() entry {
+func (q *fifo[T]) pop() T {
 	e := q.items[q.head]
 	q.head++
 	if q.head == len(q.items) {

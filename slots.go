@@ -17,9 +17,9 @@ package dynaflow
 // than buckets, and halves, in compact, when it holds fewer than an eighth as many.
 type slotTable struct {
 	buckets []slotID
-	slots   []slot   // slots[0] is never used: slotID 0 names no slot
-	free    []slotID // slots not in the table, to reuse
-	n       int      // slots in the table
+	slots   []slot       // slots[0] is never used: slotID 0 names no slot
+	free    fifo[slotID] // slots not in the table, to reuse in the order they were freed
+	n       int          // slots in the table
 }
 
 // slotID names a slot of a slotTable; 0 names none. IDs stay valid while the slice of slots
@@ -63,8 +63,8 @@ func (t *slotTable) add(h uint64) slotID {
 		t.resize(max(minBuckets, 2*len(t.buckets)))
 	}
 	var id slotID
-	if n := len(t.free); n > 0 {
-		id, t.free = t.free[n-1], t.free[:n-1]
+	if t.free.len() > 0 {
+		id = t.free.pop()
 	} else {
 		if len(t.slots) == 0 {
 			t.slots = append(t.slots, slot{}) // slotID 0
@@ -103,7 +103,7 @@ func (t *slotTable) remove(id slotID) {
 	}
 	// Its writes are nil already: zeroing the rest field by field stores no pointer.
 	s.hash, s.chain, s.prev, s.queued = 0, 0, 0, false
-	t.free = append(t.free, id)
+	t.free.push(id)
 	t.n--
 }
 
@@ -119,7 +119,7 @@ func (t *slotTable) compact() {
 		t.resize(size)
 	}
 	if t.n == 0 && cap(t.slots) > keepBuckets {
-		t.slots, t.free = nil, nil
+		t.slots, t.free = nil, fifo[slotID]{}
 	}
 }
 

@@ -148,8 +148,8 @@ func checkChains(t *testing.T, tab *slotTable) {
 	if count != tab.n {
 		t.Fatalf("the chains hold %d slots; the table counts %d", count, tab.n)
 	}
-	if free := len(tab.slots) - 1 - tab.n; len(tab.slots) > 0 && len(tab.free) != free {
-		t.Fatalf("%d slots are free; the free list holds %d", free, len(tab.free))
+	if free := len(tab.slots) - 1 - tab.n; len(tab.slots) > 0 && tab.free.len() != free {
+		t.Fatalf("%d slots are free; the free list holds %d", free, tab.free.len())
 	}
 }
 
@@ -184,8 +184,8 @@ func TestSlotTableCompact(t *testing.T) {
 		dropKey(&tab, ids[i])
 	}
 	tab.compact()
-	if tab.slots != nil || tab.free != nil {
-		t.Fatalf("compact of an empty table kept %d slots and %d free", cap(tab.slots), cap(tab.free))
+	if tab.slots != nil || tab.free.items != nil {
+		t.Fatalf("compact of an empty table kept %d slots and %d free", cap(tab.slots), cap(tab.free.items))
 	}
 	if tab.has(ids[n-1]) {
 		t.Fatalf("has(%d) after the slots went: true", ids[n-1])
