@@ -59,12 +59,15 @@ type slot struct {
 	queued   bool // in fresh or retry, to be sent
 }
 
-// key returns the key of s's writes.
+// key returns the key of s's writes; the zero itemKey, which names no item, if it has none.
 func (s *slot) key() itemKey {
-	if s.next != nil {
+	switch {
+	case s.next != nil:
 		return s.next.key
+	case s.inflight != nil:
+		return s.inflight.key
 	}
-	return s.inflight.key
+	return itemKey{}
 }
 
 // flushWaiter is a Flush call waiting for the writes up to mark.
