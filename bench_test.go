@@ -28,7 +28,7 @@ func BenchmarkWrites(b *testing.B) {
 // splits by side: go test -run '^$' -bench WritesSplit -benchtime 1000000x -cpuprofile cpu.out,
 // then go tool pprof -tags cpu.out, and -top -cum -tagfocus side=batcher.
 func BenchmarkWritesSplit(b *testing.B) {
-	for _, k := range []int{8, 16} {
+	for _, k := range []int{1, 8, 16} {
 		b.Run(fmt.Sprintf("delay=0s/inflight=%d", k), func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
 	}
 }
