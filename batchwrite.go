@@ -344,27 +344,33 @@ func (b *Batcher) key(item Item, op string, only bool) (itemKey, error) {
 func (b *Batcher) keyOf(vals [2]types.AttributeValue, found [2]bool, op string) (itemKey, error) {
 	var key itemKey
 	for i, k := range b.keys {
-		v := vals[i]
 		if !found[i] {
 			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is missing", ErrInvalidItem, opTo(op), b.table, k.name)
 		}
-		if k.typ != "" && typeName(v) != string(k.typ) {
-			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), b.table, k.name, typeName(v), k.typ)
-		}
-		t, canon, err := keyPart(v)
-		if err != nil {
-			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q %v", ErrInvalidItem, opTo(op), b.table, k.name, err)
+		// One type switch for a good key; keyErr says what is wrong with a bad one.
+		t, canon, err := keyPart(vals[i])
+		if err != nil || k.typ != "" && (len(k.typ) != 1 || k.typ[0] != t) || t != 'N' && len(canon) > keyLimit(i) {
+			return itemKey{}, b.keyErr(i, vals[i], op)
 		}
 		if i == 0 {
 			key.t1, key.v1 = t, canon
 		} else {
 			key.t2, key.v2 = t, canon
 		}
-		if limit := keyLimit(i); keyBytes(v) > limit {
-			return itemKey{}, fmt.Errorf("%w: %s table %s: key attribute %q is %d bytes, over DynamoDB's limit of %d bytes", ErrInvalidItem, opTo(op), b.table, k.name, keyBytes(v), limit)
-		}
 	}
 	return key, nil
+}
+
+// keyErr returns what is wrong with v as the value of key attribute i, which keyOf refused.
+func (b *Batcher) keyErr(i int, v types.AttributeValue, op string) error {
+	k := b.keys[i]
+	if k.typ != "" && typeName(v) != string(k.typ) {
+		return fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), b.table, k.name, typeName(v), k.typ)
+	}
+	if _, _, err := keyPart(v); err != nil {
+		return fmt.Errorf("%w: %s table %s: key attribute %q %v", ErrInvalidItem, opTo(op), b.table, k.name, err)
+	}
+	return fmt.Errorf("%w: %s table %s: key attribute %q is %d bytes, over DynamoDB's limit of %d bytes", ErrInvalidItem, opTo(op), b.table, k.name, keyBytes(v), keyLimit(i))
 }
 
 // keyLimit is DynamoDB's limit on the size of key attribute i: 2048 bytes for the partition key,
