@@ -64,7 +64,7 @@ func main() {
 		bat, raw, r := t.pair(
 			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
 			func(b *testing.B) { bench.RawWrites(b, e, k) })
-		fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.2f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			delay, k, k, bat.rate("writes/s"), bat.rate("cpu-µs/write"), raw.rate("writes/s"), raw.rate("cpu-µs/write"),
 			r, bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
 		allocRow(delay, k, bat.BenchmarkResult, raw.BenchmarkResult)
@@ -86,7 +86,7 @@ func main() {
 		if k == 8 {
 			rawCPU = medianOf(rs, "raw-cpu-µs/write")
 		}
-		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.2f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			k, k, bench.SplitChunk, medianOf(rs, "batcher-writes/s"), medianOf(rs, "batcher-cpu-µs/write"),
 			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, medianOf(rs, "batcher-writes/s")/oneAt0, oneAt0, verdict(r >= 0.9))
 	}
@@ -113,7 +113,7 @@ func main() {
 	}{{"Query", true}, {"Scan", false}} {
 		rs := t.runs(func(b *testing.B) { bench.ReadsSplit(b, op.query, 20, 100) })
 		r := medianOf(rs, "ratio")
-		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.2f | %s ≥ 0.95 |\n",
+		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.3f | %s ≥ 0.95 |\n",
 			op.name, medianOf(rs, "iterator-items/s"), medianOf(rs, "iterator-cpu-µs/item"),
 			medianOf(rs, "paginator-items/s"), medianOf(rs, "paginator-cpu-µs/item"), r, verdict(r >= 0.95))
 		if !op.query {
