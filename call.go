@@ -13,9 +13,9 @@ import (
 // The owner reuses calls, and with them the buffers the request is built in: the SDK keeps
 // nothing of its input once the call returns.
 //
-// Besides the writes, a call carries what the owner needs of each when the call comes back:
-// its slot, size, sequence number and outcome, in arrays of its own, so that the owner does not read a
-// write that landed again (the worker that sent it has it in its cache, the owner does not).
+// Besides the writes, a call carries what the owner needs of each when the call comes back: its
+// slot, size, sequence number and outcome, in arrays of its own, so that the owner does not read
+// a write that landed again (the worker that sent it has it in its cache; the owner does not).
 type call struct {
 	writes    []*write
 	slots     []slotID  // slots[i] is the slot of writes[i]
