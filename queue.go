@@ -12,7 +12,8 @@ type entry struct {
 // queue is a FIFO of slots waiting to be sent.
 type queue = fifo[entry]
 
-// fifo is a first-in, first-out queue in one slice, which it reuses.
+// fifo is a first-in, first-out queue in one slice, which it reuses. pop and reset leave the old
+// values in the slice, so T must hold no pointers (slot IDs, times), or they would be kept alive.
 type fifo[T any] struct {
 	items []T
 	head  int
