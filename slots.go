@@ -4,7 +4,7 @@ package dynaflow
 // in one slice and name each other by index (slotID), so that the table, its chains, the free
 // list and the queues that name slots hold no pointers: storing an index costs no write barrier
 // while the garbage collector marks, which at a firehose's allocation rate is about half of the
-// time, and the whole table stays a few hundred kilobytes that the cache keeps.
+// time, and the whole table, for the default MaxBuffered, is about half a megabyte.
 //
 // It is a chained hash table whose chains run through the slots (slot.chain, and slot.prev back):
 // a lookup reads one bucket and the slots on its chain, usually one, and nothing is allocated per
