@@ -61,12 +61,13 @@ func main() {
 	e = bench.NewEnv(delay, 1, 1)
 	one := t.run(func(b *testing.B) { bench.RawWrites(b, e, 1) })
 	for _, k := range []int{1, 8, 16} {
-		bat, raw, r := t.pair(
+		bat, raw, rs := t.pair(
 			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
 			func(b *testing.B) { bench.RawWrites(b, e, k) })
-		fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		r := rs[len(rs)/2]
+		fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			delay, k, k, bat.rate("writes/s"), bat.rate("cpu-µs/write"), raw.rate("writes/s"), raw.rate("cpu-µs/write"),
-			r, bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
+			r, span(rs), bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
 		allocRow(delay, k, bat.BenchmarkResult, raw.BenchmarkResult)
 	}
 	e.Close()
@@ -80,15 +81,16 @@ func main() {
 	for _, k := range []int{1, 8, 16} {
 		rs := t.runsOf(splitWrites, func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
 		r := medianOf(rs, "ratio")
+		trials := span(metric(rs, "ratio"))
 		if k == 1 {
 			oneAt0 = medianOf(rs, "raw-writes/s")
 		}
 		if k == 8 {
 			rawCPU = medianOf(rs, "raw-cpu-µs/write")
 		}
-		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (%.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			k, k, bench.SplitChunk, medianOf(rs, "batcher-writes/s"), medianOf(rs, "batcher-cpu-µs/write"),
-			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, medianOf(rs, "batcher-writes/s")/oneAt0, oneAt0, verdict(r >= 0.9))
+			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, trials, medianOf(rs, "batcher-writes/s")/oneAt0, oneAt0, verdict(r >= 0.9))
 	}
 	// Allocations per write do not depend on the machine's moment: one back-to-back pair each.
 	e = bench.NewEnv(0, 1, 1)
@@ -113,9 +115,9 @@ func main() {
 	}{{"Query", true}, {"Scan", false}} {
 		rs := t.runs(func(b *testing.B) { bench.ReadsSplit(b, op.query, 20, 100) })
 		r := medianOf(rs, "ratio")
-		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.3f | %s ≥ 0.95 |\n",
+		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.3f (trials %s) | %s ≥ 0.95 |\n",
 			op.name, medianOf(rs, "iterator-items/s"), medianOf(rs, "iterator-cpu-µs/item"),
-			medianOf(rs, "paginator-items/s"), medianOf(rs, "paginator-cpu-µs/item"), r, verdict(r >= 0.95))
+			medianOf(rs, "paginator-items/s"), medianOf(rs, "paginator-cpu-µs/item"), r, span(metric(rs, "ratio")), verdict(r >= 0.95))
 		if !op.query {
 			pagCPU = medianOf(rs, "paginator-cpu-µs/item")
 		}
@@ -179,19 +181,28 @@ func (t *table) runsOf(n int, f func(*testing.B)) []testing.BenchmarkResult {
 
 // medianOf returns the median over rs of the metric unit, each taken on its own.
 func medianOf(rs []testing.BenchmarkResult, unit string) float64 {
+	vs := metric(rs, unit)
+	return vs[len(vs)/2]
+}
+
+// metric returns the metric unit of every run in rs, sorted.
+func metric(rs []testing.BenchmarkResult, unit string) []float64 {
 	vs := make([]float64, len(rs))
 	for i, r := range rs {
 		vs[i] = r.Extra[unit]
 	}
 	slices.Sort(vs)
-	return vs[len(vs)/2]
+	return vs
 }
 
+// span shows the range of sorted values, the spread behind a median.
+func span(vs []float64) string { return fmt.Sprintf("%.3f-%.3f", vs[0], vs[len(vs)-1]) }
+
 // pair runs a and b back to back, trials times, and returns each one's median run and the
-// median of the trials' ratios of a's rate to b's: a ratio taken within one trial cancels the
+// trials' ratios of a's rate to b's, sorted: a ratio taken within one trial cancels the
 // machine's slower and faster moments, which a ratio of medians would not. The two take turns at
 // going first, so that neither always inherits the other's garbage.
-func (t *table) pair(a, b func(*testing.B)) (result, result, float64) {
+func (t *table) pair(a, b func(*testing.B)) (result, result, []float64) {
 	var ra, rb []testing.BenchmarkResult
 	var ratios []float64
 	for i := range t.trials {
@@ -205,7 +216,7 @@ func (t *table) pair(a, b func(*testing.B)) (result, result, float64) {
 		ratios = append(ratios, float64(y.NsPerOp())/float64(x.NsPerOp()))
 	}
 	slices.Sort(ratios)
-	return median(ra), median(rb), ratios[len(ratios)/2]
+	return median(ra), median(rb), ratios
 }
 
 // median returns the run with the median time per op.
