@@ -735,8 +735,9 @@ func TestBatcherCloseUnblocksWaitingPut(t *testing.T) {
 	}
 }
 
-func TestBatcherConcurrentPutsAndStats(t *testing.T) {
-	f := newFake(0)
+// unprocessedEveryThird makes every third BatchWriteItem call on f hand its whole batch back
+// unprocessed, and lets the others through.
+func unprocessedEveryThird(f *fakeAPI) {
 	var calls atomic.Int64
 	f.writeHook = func(ctx context.Context, in *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
 		if calls.Add(1)%3 == 0 {
@@ -744,6 +745,11 @@ func TestBatcherConcurrentPutsAndStats(t *testing.T) {
 		}
 		return nil, nil
 	}
+}
+
+func TestBatcherConcurrentPutsAndStats(t *testing.T) {
+	f := newFake(0)
+	unprocessedEveryThird(f)
 	b := newTestBatcher(t, f, func(o *BatcherOptions) {
 		o.MaxBuffered = 200
 		o.FlushInterval = time.Millisecond
@@ -805,13 +811,7 @@ func TestBatcherHashCollisions(t *testing.T) {
 	defer func(h func(itemKey) uint64) { keyHash = h }(keyHash)
 	keyHash = func(k itemKey) uint64 { return uint64(len(k.v1) % 2) } // two chains for all keys
 	f := newFake(0)
-	var calls atomic.Int64
-	f.writeHook = func(ctx context.Context, in *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
-		if calls.Add(1)%3 == 0 {
-			return &dynamodb.BatchWriteItemOutput{UnprocessedItems: in.RequestItems}, nil
-		}
-		return nil, nil
-	}
+	unprocessedEveryThird(f)
 	b := newTestBatcher(t, f, func(o *BatcherOptions) {
 		o.FlushInterval = time.Millisecond
 		o.Retry = Retry{MaxAttempts: 50, Base: time.Millisecond, Max: 2 * time.Millisecond}

@@ -173,7 +173,6 @@ func (o *owner) accept(w *write, now time.Time) {
 		id = o.slots.add(w.hash)
 	}
 	s := o.slots.at(id)
-	w.slot = id
 	if old := s.next; old != nil {
 		o.replace(old, w)
 	}
@@ -336,7 +335,7 @@ func (o *owner) complete(c *call, now time.Time) {
 		case int(w.attempts) >= b.opts.Retry.MaxAttempts:
 			o.fail(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
 		default:
-			w.lastErr = w.err
+			w.lastErr, w.slot = w.err, id // wakeDelayed finds its slot again by slot
 			s.next = w
 			o.retried++
 			retry = append(retry, w)

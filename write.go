@@ -18,7 +18,7 @@ type write struct {
 	key  itemKey // canonical key
 	hash uint64  // key's hash, computed by Put (in the caller's goroutine)
 	size int     // item size by DynamoDB's rules
-	slot slotID  // the owner's state for key, set by the owner
+	slot slotID  // its key's slot, set by the owner when the write waits out a backoff
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
