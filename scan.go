@@ -50,6 +50,9 @@ func (c *Client) scanPages(ctx context.Context, req *dynamodb.ScanInput, op, nam
 // ParallelScan scans the table with segments workers at once, one per segment (DynamoDB's
 // Segment and TotalSegments; in's own are ignored and never modified), and yields items as they
 // arrive, each exactly once, in no particular order. segments must be between 1 and MaxSegments.
+// Each worker is a goroutine with one Scan request at a time, so segments is also how many
+// requests run at once: choose it for the throughput the table and the client can take, not for
+// the table's size.
 //
 // Buffering is bounded: each worker holds at most the page it has just read until the loop takes
 // it, so a slow loop slows the workers instead of filling memory. When the loop breaks, ctx ends,
