@@ -273,33 +273,19 @@ func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if item == nil {
 		return fmt.Errorf("%w: put to table %s: nil item", ErrInvalidItem, b.table)
 	}
-	// One walk over the item finds its key attributes and adds up its size.
-	var vals [2]types.AttributeValue
-	var found [2]bool
-	size, badName, bad := 0, "", ""
-	for name, v := range item {
-		for i := range b.keys {
-			if name == b.keys[i].name {
-				vals[i], found[i] = v, true
-			}
-		}
-		n, why := valueSize(v)
-		if why != "" && bad == "" {
-			badName, bad = name, why
-		}
-		size += len(name) + n
-	}
-	key, err := b.keyOf(vals, found, "put")
+	var it walked
+	it.walk(item, b.keys)
+	key, err := b.keyOf(it.vals, it.found, "put")
 	if err != nil {
 		return err
 	}
-	if bad != "" {
-		return fmt.Errorf("%w: put to table %s: attribute %q %s", ErrInvalidItem, b.table, badName, bad)
+	if it.bad != "" {
+		return fmt.Errorf("%w: put to table %s: attribute %q %s", ErrInvalidItem, b.table, it.badName, it.bad)
 	}
-	if size > MaxItemSize {
-		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, size, MaxItemSize)
+	if it.size > MaxItemSize {
+		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, it.size, MaxItemSize)
 	}
-	return b.add(ctx, &write{item: item, key: key, hash: keyHash(key), size: size})
+	return b.add(ctx, &write{item: item, key: key, hash: keyHash(key), size: it.size})
 }
 
 // Delete hands over the deletion of the item with the given key, which must hold the key
@@ -313,8 +299,7 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 	if err != nil {
 		return err
 	}
-	size, _ := itemSize(key) // key values were checked by b.key
-	return b.add(ctx, &write{item: key, del: true, key: k, hash: keyHash(k), size: size})
+	return b.add(ctx, &write{item: key, del: true, key: k, hash: keyHash(k), size: ItemSize(key)})
 }
 
 // key checks the key attributes of item and returns its canonical key. With only true, item

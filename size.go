@@ -15,22 +15,37 @@ const MaxItemSize = 400 * 1024
 // bytes plus their elements, each element one byte more; sets the sum of their members. It is
 // what DynamoDB checks against MaxItemSize.
 func ItemSize(item Item) int {
-	n, _ := itemSize(item)
-	return n
+	var w walked
+	w.walk(item, nil)
+	return w.size
 }
 
-// itemSize is ItemSize that also reports a value the SDK cannot send: a nil value (at any depth)
-// or an empty set. It names the attribute, never its value.
-func itemSize(item Item) (int, error) {
-	n := 0
+// walked is what one walk over an item finds.
+type walked struct {
+	size int // by DynamoDB's rules
+	// badName and bad name an attribute whose value the SDK cannot send (a nil value at any depth,
+	// or an empty set) and say what is wrong with it; "" when every value is good.
+	badName, bad string
+	vals         [2]types.AttributeValue // the values of the key attributes asked for
+	found        [2]bool                 // found[i]: the item has key attribute i
+}
+
+// walk walks item once into r, which must be zero: it adds up the item's size, checks its values
+// and picks out the values of the key attributes keys (at most two; none for nil). Put walks an
+// item only this once.
+func (r *walked) walk(item Item, keys []keyAttr) {
 	for name, v := range item {
-		s, bad := valueSize(v)
-		if bad != "" {
-			return 0, fmt.Errorf("attribute %q %s", name, bad)
+		for i := range keys {
+			if name == keys[i].name {
+				r.vals[i], r.found[i] = v, true
+			}
 		}
-		n += len(name) + s
+		n, why := valueSize(v)
+		if why != "" && r.bad == "" {
+			r.badName, r.bad = name, why
+		}
+		r.size += len(name) + n
 	}
-	return n, nil
 }
 
 // valueSize returns the size of one attribute value by DynamoDB's rules, and what is wrong with
