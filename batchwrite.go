@@ -599,27 +599,27 @@ func (n *notifier) stop() { close(n.end) }
 func (n *notifier) run() {
 	defer close(n.ended)
 	for {
-		n.mu.Lock()
-		q := n.queue
-		n.queue = nil
-		n.mu.Unlock()
-		for _, err := range q {
-			n.fn(err)
-		}
-		if len(q) > 0 {
+		if n.drain() {
 			continue
 		}
 		select {
 		case <-n.more:
 		case <-n.end:
-			n.mu.Lock()
-			q := n.queue
-			n.queue = nil
-			n.mu.Unlock()
-			for _, err := range q {
-				n.fn(err)
-			}
+			n.drain()
 			return
 		}
 	}
+}
+
+// drain calls the callback with every error posted so far, in order, and reports whether there
+// were any.
+func (n *notifier) drain() bool {
+	n.mu.Lock()
+	q := n.queue
+	n.queue = nil
+	n.mu.Unlock()
+	for _, err := range q {
+		n.fn(err)
+	}
+	return len(q) > 0
 }
