@@ -231,17 +231,28 @@ func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 	b.ResetTimer()
 	cpu := processCPU()
 	for n := 0; n < b.N; {
-		for _, err := range walk() {
-			if err != nil {
-				b.Fatal(err)
-			}
-			if n++; n == b.N {
-				break
-			}
+		c, err := countItems(walk(), b.N-n)
+		if err != nil {
+			b.Fatal(err)
 		}
+		n += c
 	}
 	reportCPU(b, cpu, "item")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// countItems visits the items of seq, at most limit of them, and returns how many it visited.
+func countItems(seq iter.Seq2[dynaflow.Item, error], limit int) (int, error) {
+	n := 0
+	for _, err := range seq {
+		if err != nil {
+			return n, err
+		}
+		if n++; n == limit {
+			break
+		}
+	}
+	return n, nil
 }
 
 // pager returns the next page's items, or false after the last page.
@@ -274,24 +285,32 @@ func readPages(b *testing.B, newPager func() pager) {
 	b.ResetTimer()
 	cpu := processCPU()
 	for n := 0; n < b.N; {
-		next := newPager()
-		for n < b.N {
-			items, ok, err := next()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if !ok {
-				break
-			}
-			for range items { // as a caller's loop would visit each item
-				if n++; n == b.N {
-					break
-				}
-			}
+		c, err := countPages(newPager(), b.N-n)
+		if err != nil {
+			b.Fatal(err)
 		}
+		n += c
 	}
 	reportCPU(b, cpu, "item")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+}
+
+// countPages visits the items of next's pages, at most limit of them, as a caller's loop would
+// visit each item, and returns how many it visited.
+func countPages(next pager, limit int) (int, error) {
+	n := 0
+	for n < limit {
+		items, ok, err := next()
+		if err != nil || !ok {
+			return n, err
+		}
+		for range items {
+			if n++; n == limit {
+				break
+			}
+		}
+	}
+	return n, nil
 }
 
 // FullScan measures reading the whole table: with ParallelScan over segments segments, or with

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"iter"
+	"math"
 	"testing"
 
 	"github.com/dynaflow-go/dynaflow"
@@ -23,11 +24,9 @@ func ReadsSplit(b *testing.B, query bool, pages, perPage int) {
 	it := &side{name: "iterator", step: func(int) (int, error) {
 		n := 0
 		for range walksPerTurn {
-			for _, err := range walk() {
-				if err != nil {
-					return n, err
-				}
-				n++
+			c, err := countItems(walk(), math.MaxInt)
+			if n += c; err != nil {
+				return n, err
 			}
 		}
 		return n, nil
@@ -35,17 +34,9 @@ func ReadsSplit(b *testing.B, query bool, pages, perPage int) {
 	pg := &side{name: "paginator", step: func(int) (int, error) {
 		n := 0
 		for range walksPerTurn {
-			for next := newPager(); ; {
-				items, ok, err := next()
-				if err != nil {
-					return n, err
-				}
-				if !ok {
-					break
-				}
-				for range items { // as a caller's loop would visit each item
-					n++
-				}
+			c, err := countPages(newPager(), math.MaxInt)
+			if n += c; err != nil {
+				return n, err
 			}
 		}
 		return n, nil
