@@ -28,8 +28,9 @@ type owner struct {
 	// once instead of waiting for the owner to pack it.
 	maxOut int
 
-	inflight          int // batches out: in calls, or packed and waiting for a worker
-	live              int // writes in slots
+	inflight          int    // batches out: in calls, or packed and waiting for a worker
+	live              int    // writes in slots
+	maxSeq            uint64 // the highest sequence number taken in
 	closing, aborting bool
 	pressed           bool // a Put waits for room
 	scrubbed          bool // the idle calls hold no references to writes
@@ -164,6 +165,7 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 // behind one in flight, or joins the queue.
 func (o *owner) accept(w *write, now time.Time) {
 	o.live++
+	o.maxSeq = max(o.maxSeq, w.seq)
 	if o.aborting {
 		o.fail(w, o.abortErr(w))
 		return
@@ -383,16 +385,24 @@ func (o *owner) deadline() time.Time {
 	return t
 }
 
-// addWaiter registers a Flush, counting the outstanding writes it waits for.
+// addWaiter registers a Flush, counting the outstanding writes it waits for. When no write
+// newer than the Flush has come in, that is every write in the slots, and no write is read: a
+// write's sequence number only goes down (when it replaces an older write), so none is above
+// maxSeq. Otherwise it counts them slot by slot, reading every write, which for a full buffer
+// is thousands of cache misses.
 func (o *owner) addWaiter(fw *flushWaiter) {
-	o.slots.each(func(_ slotID, s *slot) {
-		if s.inflight != nil && s.inflight.seq <= fw.mark {
-			fw.left++
-		}
-		if s.next != nil && s.next.seq <= fw.mark {
-			fw.left++
-		}
-	})
+	if o.maxSeq <= fw.mark {
+		fw.left = o.live
+	} else {
+		o.slots.each(func(_ slotID, s *slot) {
+			if s.inflight != nil && s.inflight.seq <= fw.mark {
+				fw.left++
+			}
+			if s.next != nil && s.next.seq <= fw.mark {
+				fw.left++
+			}
+		})
+	}
 	o.waiters = append(o.waiters, fw)
 }
 
