@@ -358,6 +358,34 @@ func TestBatcherLastWriteWins(t *testing.T) {
 	}
 }
 
+// A write that comes in after a Flush and replaces one the Flush waits for takes its place: Flush
+// returns only once the newer write has landed, whether the owner counted the Flush's writes
+// before the newer write came in or after.
+func TestBatcherFlushWaitsForTheWriteThatReplacesOne(t *testing.T) {
+	f, release := blockingFake()
+	b := newTestBatcher(t, f, func(o *BatcherOptions) { o.FlushInterval = time.Millisecond })
+	ctx := context.Background()
+	b.Put(ctx, putItem("k", "v", "1"))
+	waitFor(t, "v1 in flight", func() bool { return b.Stats().InFlight == 1 })
+	b.Put(ctx, putItem("k", "v", "2")) // waits behind v1
+	flushed := make(chan error, 1)
+	go func() { flushed <- b.Flush(ctx) }()
+	b.Put(ctx, putItem("k", "v", "3")) // replaces v2
+	close(release)
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	f.mu.Lock()
+	got := f.store[fakeKey(putItem("k"))]["v"].(*types.AttributeValueMemberS).Value
+	f.mu.Unlock()
+	if got != "3" {
+		t.Errorf("k = v%s when Flush returned; want v3", got)
+	}
+	if s := b.Stats(); s.Coalesced != 1 || s.Written != 2 || s.Buffered != 0 {
+		t.Errorf("stats = %+v; want 1 coalesced, 2 written, none buffered", s)
+	}
+}
+
 func TestBatcherOlderRetryNeverOverwritesNewer(t *testing.T) {
 	f := newFake(0)
 	first := make(chan struct{})
