@@ -183,16 +183,16 @@ func queryInput() *dynamodb.QueryInput {
 
 // QueryIter measures dyn.Query reading b.N items, starting the query again as often as needed.
 // One op is one item.
-func QueryIter(b *testing.B, e *Env) { readItems(b, queryWalk(e.API)) }
+func QueryIter(b *testing.B, e *Env) { readAll(b, itemCounter(queryWalk(e.API))) }
 
 // QueryPaginator is QueryIter with the SDK's paginator.
-func QueryPaginator(b *testing.B, e *Env) { readPages(b, queryPager(e.API)) }
+func QueryPaginator(b *testing.B, e *Env) { readAll(b, pageCounter(queryPager(e.API))) }
 
 // ScanIter measures dyn.Scan reading b.N items. One op is one item.
-func ScanIter(b *testing.B, e *Env) { readItems(b, scanWalk(e.API)) }
+func ScanIter(b *testing.B, e *Env) { readAll(b, itemCounter(scanWalk(e.API))) }
 
 // ScanPaginator is ScanIter with the SDK's paginator.
-func ScanPaginator(b *testing.B, e *Env) { readPages(b, scanPager(e.API)) }
+func ScanPaginator(b *testing.B, e *Env) { readAll(b, pageCounter(scanPager(e.API))) }
 
 // queryWalk returns a function that starts dyn.Query over api's table afresh each time.
 func queryWalk(api dynaflow.API) func() iter.Seq2[dynaflow.Item, error] {
@@ -224,14 +224,17 @@ func scanPager(api dynamodb.ScanAPIClient) func() pager {
 	}
 }
 
-// readItems reads b.N items from walk, calling it again whenever a walk ends, and reports
-// items/s.
-func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
+// counter walks a table once from the start, visiting at most limit items as a caller's loop
+// would, and returns how many it visited.
+type counter func(limit int) (int, error)
+
+// readAll reads b.N items with count, walking again whenever a walk ends, and reports items/s.
+func readAll(b *testing.B, count counter) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := processCPU()
 	for n := 0; n < b.N; {
-		c, err := countItems(walk(), b.N-n)
+		c, err := count(b.N - n)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -241,18 +244,20 @@ func readItems(b *testing.B, walk func() iter.Seq2[dynaflow.Item, error]) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
 
-// countItems visits the items of seq, at most limit of them, and returns how many it visited.
-func countItems(seq iter.Seq2[dynaflow.Item, error], limit int) (int, error) {
-	n := 0
-	for _, err := range seq {
-		if err != nil {
-			return n, err
+// itemCounter counts the items of a fresh iterator that walk starts.
+func itemCounter(walk func() iter.Seq2[dynaflow.Item, error]) counter {
+	return func(limit int) (int, error) {
+		n := 0
+		for _, err := range walk() {
+			if err != nil {
+				return n, err
+			}
+			if n++; n == limit {
+				break
+			}
 		}
-		if n++; n == limit {
-			break
-		}
+		return n, nil
 	}
-	return n, nil
 }
 
 // pager returns the next page's items, or false after the last page.
@@ -278,39 +283,23 @@ func pagerOf[O any](p sdkPaginator[O], items func(O) []dynaflow.Item) pager {
 	}
 }
 
-// readPages reads b.N items page by page from pagers that newPager makes, one per walk, and
-// reports items/s.
-func readPages(b *testing.B, newPager func() pager) {
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := processCPU()
-	for n := 0; n < b.N; {
-		c, err := countPages(newPager(), b.N-n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n += c
-	}
-	reportCPU(b, cpu, "item")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
-}
-
-// countPages visits the items of next's pages, at most limit of them, as a caller's loop would
-// visit each item, and returns how many it visited.
-func countPages(next pager, limit int) (int, error) {
-	n := 0
-	for n < limit {
-		items, ok, err := next()
-		if err != nil || !ok {
-			return n, err
-		}
-		for range items {
-			if n++; n == limit {
-				break
+// pageCounter counts the items of the pages of a fresh pager that newPager makes.
+func pageCounter(newPager func() pager) counter {
+	return func(limit int) (int, error) {
+		next, n := newPager(), 0
+		for n < limit {
+			items, ok, err := next()
+			if err != nil || !ok {
+				return n, err
+			}
+			for range items {
+				if n++; n == limit {
+					break
+				}
 			}
 		}
+		return n, nil
 	}
-	return n, nil
 }
 
 // FullScan measures reading the whole table: with ParallelScan over segments segments, or with

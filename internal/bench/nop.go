@@ -53,5 +53,5 @@ func ScanOverhead(b *testing.B, pages, perPage int) {
 		}
 		api.pages = append(api.pages, out)
 	}
-	readItems(b, scanWalk(api))
+	readAll(b, itemCounter(scanWalk(api)))
 }

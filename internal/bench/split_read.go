@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"iter"
 	"math"
 	"testing"
-
-	"github.com/dynaflow-go/dynaflow"
 )
 
 // walksPerTurn is how many full walks ReadsSplit gives each side at a turn: about 50 ms at
@@ -19,28 +16,9 @@ const walksPerTurn = 5
 // the ratio of the rates. As in WritesSplit, every goroutine of a side carries the pprof label
 // side=iterator or side=paginator.
 func ReadsSplit(b *testing.B, query bool, pages, perPage int) {
-	var walk func() iter.Seq2[dynaflow.Item, error]
-	var newPager func() pager
-	it := &side{name: "iterator", step: func(int) (int, error) {
-		n := 0
-		for range walksPerTurn {
-			c, err := countItems(walk(), math.MaxInt)
-			if n += c; err != nil {
-				return n, err
-			}
-		}
-		return n, nil
-	}}
-	pg := &side{name: "paginator", step: func(int) (int, error) {
-		n := 0
-		for range walksPerTurn {
-			c, err := countPages(newPager(), math.MaxInt)
-			if n += c; err != nil {
-				return n, err
-			}
-		}
-		return n, nil
-	}}
+	var countIt, countPg counter
+	it := &side{name: "iterator", step: func(int) (int, error) { return walks(countIt) }}
+	pg := &side{name: "paginator", step: func(int) (int, error) { return walks(countPg) }}
 
 	var ei, ep *Env
 	it.do(func() { ei = NewEnv(0, pages, perPage) })
@@ -48,10 +26,22 @@ func ReadsSplit(b *testing.B, query bool, pages, perPage int) {
 	pg.do(func() { ep = NewEnv(0, pages, perPage) })
 	defer ep.Close()
 	if query {
-		walk, newPager = queryWalk(ei.API), queryPager(ep.API)
+		countIt, countPg = itemCounter(queryWalk(ei.API)), pageCounter(queryPager(ep.API))
 	} else {
-		walk, newPager = scanWalk(ei.API), scanPager(ep.API)
+		countIt, countPg = itemCounter(scanWalk(ei.API)), pageCounter(scanPager(ep.API))
 	}
 
 	takeTurns(b, it, pg, func() bool { return it.ops < b.N || pg.ops < b.N }, "item")
+}
+
+// walks makes walksPerTurn full walks with count and returns the items they visited.
+func walks(count counter) (int, error) {
+	n := 0
+	for range walksPerTurn {
+		c, err := count(math.MaxInt)
+		if n += c; err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
