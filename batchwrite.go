@@ -127,6 +127,12 @@ type keyAttr struct {
 // Put and Delete keep the item or key they are given until it is written: do not modify it
 // afterwards.
 //
+// A Batcher reuses its records of the writes it holds instead of allocating one per write: it
+// keeps up to MaxBuffered plus 100 per call slot of them, rounded up to a power of two (at most
+// 65,536), of about 128 bytes each: 2 MiB with the defaults, allocated as they are first used and
+// kept until the Batcher is garbage. A record holds no item once its write has ended, only the
+// strings of its key until it is reused.
+//
 // Each call in flight uses one HTTP connection. The SDK's default transport keeps at most 10 idle
 // connections per host, so with MaxInFlight above 10 connections are opened and closed over and
 // over; give the dynamodb.Client an HTTP client whose MaxIdleConnsPerHost is at least
@@ -149,7 +155,8 @@ type Batcher struct {
 	abortOnce sync.Once
 	abortErr  error // why Close gave up; written before abort is closed
 
-	notify *notifier // runs OnError; nil without one
+	notify *notifier  // runs OnError; nil without one
+	ring   *writeRing // where Put and Delete get their writes
 
 	inflight atomic.Int64 // BatchWriteItem calls under way, for Stats
 
@@ -157,6 +164,7 @@ type Batcher struct {
 	closed   bool
 	seq      uint64   // the sequence number of the last accepted write
 	incoming []*write // accepted writes the owner has not taken yet
+	refused  []uint64 // ring claims of writes that add did not accept, for the owner to end
 	wakeAt   int      // nudge the owner when incoming holds this many; never when 0
 	room     chan struct{}
 	waiting  int // Put calls waiting for room
@@ -225,6 +233,7 @@ func (c *Client) NewBatcher(ctx context.Context, table string, optFns ...func(*B
 		abort:   make(chan struct{}),
 		done:    make(chan struct{}),
 		room:    make(chan struct{}),
+		ring:    newWriteRing(o.MaxBuffered + 4*o.MaxInFlight*MaxBatchWriteRequests),
 	}
 	b.callCtx, b.cancel = context.WithCancel(context.Background())
 	if o.OnError != nil {
@@ -285,7 +294,9 @@ func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if it.size > MaxItemSize {
 		return fmt.Errorf("%w: put to table %s: item is %d bytes, over DynamoDB's limit of %d bytes (400 KB)", ErrItemTooLarge, b.table, it.size, MaxItemSize)
 	}
-	return b.add(ctx, &write{item: item, key: key, hash: keyHash(key), size: it.size})
+	w, claim := b.ring.get()
+	*w = write{item: item, key: key, hash: keyHash(key), size: it.size, claim: claim}
+	return b.add(ctx, w)
 }
 
 // Delete hands over the deletion of the item with the given key, which must hold the key
@@ -299,7 +310,9 @@ func (b *Batcher) Delete(ctx context.Context, key Item) error {
 	if err != nil {
 		return err
 	}
-	return b.add(ctx, &write{item: key, del: true, key: k, hash: keyHash(k), size: ItemSize(key)})
+	w, claim := b.ring.get()
+	*w = write{item: key, del: true, key: k, hash: keyHash(k), size: ItemSize(key), claim: claim}
+	return b.add(ctx, w)
 }
 
 // key checks the key attributes of item and returns its canonical key. With only true, item
@@ -409,11 +422,26 @@ func (b *Batcher) requestKey(r types.WriteRequest) (itemKey, bool) {
 	return k, err == nil
 }
 
-// add accepts w once there is room: it takes a sequence number and hands w to the owner.
+// add accepts w, a write from the ring, once there is room: it takes a sequence number and
+// hands w to the owner. A write it does not accept is handed to the owner to end its claim.
 func (b *Batcher) add(ctx context.Context, w *write) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	err := ctx.Err()
+	if err == nil {
+		err = b.admit(ctx, w)
 	}
+	if err != nil && w.claim != 0 {
+		w.item = nil
+		b.mu.Lock()
+		if !b.closed { // after Close no Put is accepted: the claims need not end
+			b.refused = append(b.refused, w.claim)
+		}
+		b.mu.Unlock()
+	}
+	return err
+}
+
+// admit does add's work once ctx is known to be live.
+func (b *Batcher) admit(ctx context.Context, w *write) error {
 	b.mu.Lock()
 	for {
 		if b.closed {

@@ -21,6 +21,7 @@ type call struct {
 	slots     []slotID  // slots[i] is the slot of writes[i]
 	sizes     []int     // sizes[i] is writes[i].size, read by the worker
 	seqs      []uint64  // seqs[i] is writes[i].seq, read by the worker
+	claims    []uint64  // claims[i] is writes[i].claim, read by the worker
 	outcomes  []outcome // outcomes[i] is what became of writes[i]; its err is in the write
 	throttled int64
 	requests  int64
@@ -38,6 +39,7 @@ func newCall() *call {
 		slots:    make([]slotID, 0, MaxBatchWriteRequests),
 		sizes:    make([]int, MaxBatchWriteRequests),
 		seqs:     make([]uint64, MaxBatchWriteRequests),
+		claims:   make([]uint64, MaxBatchWriteRequests),
 		outcomes: make([]outcome, MaxBatchWriteRequests),
 		reqs:     make([]types.WriteRequest, 0, MaxBatchWriteRequests),
 		puts:     make([]types.PutRequest, 0, MaxBatchWriteRequests),
@@ -104,7 +106,7 @@ func (o *owner) worker() {
 		b.inflight.Add(1)
 		for i, w := range c.writes {
 			w.attempts++
-			c.sizes[i], c.seqs[i] = w.size, w.seq
+			c.sizes[i], c.seqs[i], c.claims[i] = w.size, w.seq, w.claim
 		}
 		b.send(ctx, c, 0, len(c.writes))
 		b.inflight.Add(-1)
@@ -144,11 +146,15 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 			}
 		}
 		for i, w := range ws {
-			outcomes[i] = landed
 			// Only a write that did not land is read again: most calls leave none.
 			if len(left) >= len(ws) || unprocessed != nil && unprocessed[w.key] {
 				outcomes[i], w.err = again, ErrUnprocessed
+				continue
 			}
+			outcomes[i] = landed
+			// The owner ends w's claim without reading w: let go of the item here, where w is
+			// in the cache, so that the ring keeps no item alive.
+			w.item, w.err, w.lastErr = nil, nil, nil
 		}
 		return
 	}

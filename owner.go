@@ -109,6 +109,7 @@ func (b *Batcher) run() {
 	timer.Stop()
 	close(o.work)
 	o.calls.Wait()
+	o.endRing()
 	for _, fw := range o.waiters {
 		fw.closed = true
 		close(fw.done)
@@ -118,6 +119,33 @@ func (b *Batcher) run() {
 		b.notify.stop()
 	}
 	close(b.done)
+}
+
+// endRing ends, as the owner stops, the ring claims that nothing has ended: those of replaced
+// writes whose backoff is not over (with no write left, every write in delays is one) and of
+// writes that Put refused since the last pass. Put refuses every write from now on without
+// handing its claim over, so that after Close every claim taken before it has ended.
+func (o *owner) endRing() {
+	for _, d := range o.delays {
+		for _, w := range d.writes {
+			if w.orphan {
+				o.b.ring.end(w.claim)
+			}
+		}
+	}
+	o.b.mu.Lock()
+	o.takeRefused()
+	o.b.mu.Unlock()
+	o.b.ring.advance()
+}
+
+// takeRefused ends the ring claims of the writes that add refused; b.mu must be held.
+func (o *owner) takeRefused() {
+	b := o.b
+	for _, c := range b.refused {
+		b.ring.end(c)
+	}
+	b.refused = b.refused[:0]
 }
 
 // setWakeAt tells Put how many waiting writes are worth waking the owner for, and reports
@@ -153,6 +181,7 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 	in := b.incoming
 	b.incoming = spare
 	o.pressed = b.waiting > 0
+	o.takeRefused()
 	b.mu.Unlock()
 	for _, w := range in {
 		o.accept(w, now)
@@ -201,6 +230,7 @@ func (o *owner) replace(old, newer *write) {
 	newer.seq = min(old.seq, newer.seq)
 	o.coalesced++
 	o.gone(old.size)
+	o.end(old)
 }
 
 func b2i(b bool) int {
@@ -217,11 +247,24 @@ func (o *owner) landed(seq uint64, size int) {
 	o.leave(seq, size)
 }
 
-// fail ends w as failed with err.
+// fail ends w as failed with err; nothing may read w afterwards.
 func (o *owner) fail(w *write, err error) {
 	o.failedN++
 	o.failures = append(o.failures, Failure{Request: w.request(), Err: err})
 	o.leave(w.seq, w.size)
+	o.end(w)
+}
+
+// end ends the ring claim of w, which has failed or been replaced, and lets go of what it holds;
+// nothing may read w afterwards. A write waiting out a backoff is only marked: delays still
+// refers to it, and wakeDelayed ends its claim when the wait is over.
+func (o *owner) end(w *write) {
+	w.item, w.err, w.lastErr = nil, nil, nil
+	if w.delayed {
+		w.orphan = true
+		return
+	}
+	o.b.ring.end(w.claim)
 }
 
 // leave counts a write that has ended, written or failed, for the Flush calls that wait for it.
@@ -338,6 +381,7 @@ func (o *owner) complete(c *call, now time.Time) {
 			o.fail(w, b.failErr(fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
 		default:
 			w.lastErr, w.slot = w.err, id // wakeDelayed finds its slot again by slot
+			w.delayed = true
 			s.next = w
 			o.retried++
 			retry = append(retry, w)
@@ -347,6 +391,11 @@ func (o *owner) complete(c *call, now time.Time) {
 			o.enqueue(&o.fresh, id, now) // the newer write waited behind this one
 		}
 		o.release(id)
+		if out == landed {
+			// Nothing refers to w now but c's buffers, which are overwritten before they are
+			// read again; the worker has let go of its item.
+			o.b.ring.end(c.claims[i])
+		}
 	}
 	if len(retry) > 0 {
 		heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(maxAttempts)), writes: retry})
@@ -361,6 +410,11 @@ func (o *owner) wakeDelayed(now time.Time) {
 	for len(o.delays) > 0 && !o.delays[0].at.After(now) {
 		d := heap.Pop(&o.delays).(delayed)
 		for _, w := range d.writes {
+			w.delayed = false
+			if w.orphan {
+				o.b.ring.end(w.claim) // replaced while it waited: nothing refers to it now
+				continue
+			}
 			// A slot whose write was replaced may have been freed and reused for another key,
 			// or let go with the table's slots: then s.next is not w either.
 			if id := w.slot; o.slots.has(id) {
@@ -417,6 +471,16 @@ func (o *owner) startAbort() {
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
 // flight are cancelled and their writes fail as they come back.
 func (o *owner) failWaiting() {
+	// The writes waiting out a backoff are failed below (and their claims ended as they fail,
+	// once they are no longer delayed); those that newer writes replaced have ended already.
+	for _, d := range o.delays {
+		for _, w := range d.writes {
+			w.delayed = false
+			if w.orphan {
+				o.b.ring.end(w.claim)
+			}
+		}
+	}
 	o.slots.each(func(id slotID, s *slot) {
 		if w := s.next; w != nil {
 			s.next, s.queued = nil, false
@@ -445,6 +509,7 @@ func (o *owner) abortErr(w *write) error {
 
 // publish makes the owner's changes visible: counters, freed room, failures, finished Flushes.
 func (o *owner) publish() {
+	o.b.ring.advance()
 	if o.dirty {
 		o.publishStats()
 	}

@@ -9,22 +9,28 @@ var _ [maxBatchWriteBytes - MaxBatchWriteRequests*(MaxItemSize+4096)]struct{}
 
 // write is one accepted put or delete, from Put to the moment it lands, fails or is replaced.
 //
-// It is the one allocation a write costs, so it is kept small: the PutRequest or DeleteRequest
-// that carries it is built in the sending call's reusable buffers, and only for a failure report
-// on its own (request). On its way through the Batcher it is read three times: by the owner when
-// it comes in, by the worker that sends it, and by the owner again only if it did not land.
+// It costs no allocation as a rule: Put takes it from the Batcher's writeRing, and the owner ends
+// its claim there once nothing refers to it. The PutRequest or DeleteRequest that carries it is
+// built in the sending call's reusable buffers, and only for a failure report on its own
+// (request). On its way through the Batcher it is read three times: by the owner when it comes
+// in, by the worker that sends it, and by the owner again only if it did not land.
 type write struct {
-	item Item    // the item to put, or the key to delete
+	item Item    // the item to put, or the key to delete; nil once the write has ended
 	key  itemKey // canonical key
 	hash uint64  // key's hash, computed by Put (in the caller's goroutine)
 	size int     // item size by DynamoDB's rules
-	slot slotID  // its key's slot, set by the owner when the write waits out a backoff
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
-	lastErr  error // why the last send did not land
-	attempts int32 // times sent; counted by the worker that sends it
-	del      bool  // a delete of the key item, not a put
+	claim    uint64 // its claim in the Batcher's writeRing; 0 for a write on the heap
+	lastErr  error  // why the last send did not land
+	slot     slotID // its key's slot, set by the owner when the write waits out a backoff
+	attempts int32  // times sent; counted by the worker that sends it
+	del      bool   // a delete of the key item, not a put
+	// delayed is set while the write waits out a backoff, in the owner's delays; orphan when a
+	// newer write replaced it meanwhile, so that the owner ends its claim when the wait is over
+	// and not before: until then delays refers to it.
+	delayed, orphan bool
 
 	// Set by the call that sent it, when it did not land; read by the owner after the call.
 	err error
