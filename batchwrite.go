@@ -423,33 +423,32 @@ func (b *Batcher) requestKey(r types.WriteRequest) (itemKey, bool) {
 }
 
 // add accepts w, a write from the ring, once there is room: it takes a sequence number and
-// hands w to the owner. A write it does not accept is handed to the owner to end its claim.
+// hands w to the owner. A write it does not accept hands its ring claim back to the owner. So
+// does one that has to wait for room, which moves to the heap first: a Put can be kept waiting
+// for a long while (the other Puts may take the room as it frees up), and a claim held meanwhile
+// would hold up the ring's reuse of every later write.
 func (b *Batcher) add(ctx context.Context, w *write) error {
-	err := ctx.Err()
-	if err == nil {
-		err = b.admit(ctx, w)
-	}
-	if err != nil && w.claim != 0 {
-		w.item = nil
+	if err := ctx.Err(); err != nil {
 		b.mu.Lock()
-		if !b.closed { // after Close no Put is accepted: the claims need not end
-			b.refused = append(b.refused, w.claim)
-		}
+		b.refuse(w)
 		b.mu.Unlock()
+		return err
 	}
-	return err
-}
-
-// admit does add's work once ctx is known to be live.
-func (b *Batcher) admit(ctx context.Context, w *write) error {
 	b.mu.Lock()
 	for {
 		if b.closed {
 			b.mu.Unlock()
-			return ErrClosed
+			return ErrClosed // after Close the ring's claims need not end
 		}
 		if b.stats.Buffered < b.opts.MaxBuffered && (b.bytes == 0 || b.bytes+w.size <= b.opts.MaxBufferedBytes) {
 			break
+		}
+		if w.claim != 0 {
+			h := new(write)
+			*h = *w
+			h.claim = 0
+			b.refuse(w)
+			w = h
 		}
 		room := b.room
 		b.waiting++
@@ -482,6 +481,15 @@ func (b *Batcher) admit(ctx context.Context, w *write) error {
 		b.nudge()
 	}
 	return nil
+}
+
+// refuse hands the ring claim of w, which add has not accepted, back to the owner, and lets go
+// of w's item; nothing may read w afterwards. b.mu must be held.
+func (b *Batcher) refuse(w *write) {
+	if w.claim != 0 && !b.closed { // after Close the ring's claims need not end
+		w.item = nil
+		b.refused = append(b.refused, w.claim)
+	}
 }
 
 // nudge wakes the owner goroutine, unless a nudge is already waiting for it.
