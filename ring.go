@@ -7,24 +7,26 @@ import (
 
 // writeRing is where Put and Delete get their writes: a ring of writes that are reused once
 // they have ended, instead of one allocation per write. A write lives about as long as the
-// buffer takes to drain, long enough for the garbage collector to mark it, and allocating and
-// collecting writes cost about two points of the Batcher's rate against the raw SDK when the
-// server answers at once. Writes taken one after the other also lie one after the other in
-// memory, the order in which the owner and the workers read them.
+// buffer takes to drain, long enough for the garbage collector to mark it: allocating and
+// collecting writes cost up to two points of the Batcher's rate against the raw SDK when the
+// server answers at once (the README has the measurements). Writes taken one after the other also
+// lie one after the other in memory, the order in which the owner and the workers read them.
 //
 // Claims are numbered in the order they are taken; claim n uses the ring's write n mod size.
 // The owner goroutine keeps the horizon: every claim below it has ended, and nothing refers to
 // its write any more. Put takes claim n only while n < horizon+size, so the write it gets was
 // last used by a claim below the horizon, which has ended. When the horizon is held back (a write
 // waits out a long backoff, say) and the ring has gone round, Put allocates its write on the heap
-// instead, as it did before the ring; that write is simply left to the garbage collector.
+// instead, as it did before the ring; that write is simply left to the garbage collector. A Put
+// that must wait for room gives its claim back and waits with a copy on the heap (Batcher.add),
+// so that the ring never waits on a Put.
 //
 // Put takes a claim with atomics, outside the Batcher's lock, and fills its write there too, so
 // that the lock is held no longer than before. The owner's record of which claims have ended is
 // its own (ended), and it publishes the horizon once per pass.
 //
 // The ring's memory is allocated a segment at a time, when the claims first reach it, and kept for
-// the Batcher's life: size writes of about 120 bytes, and the strings of their keys until they
+// the Batcher's life: size writes of 128 bytes, and the strings of their keys until they
 // are reused; never an item, which is let go of when its write ends.
 type writeRing struct {
 	claims  atomic.Uint64 // claims taken so far: the next claim's number
