@@ -126,13 +126,7 @@ func (b *Batcher) run() {
 // writes that Put refused since the last pass. Put refuses every write from now on without
 // handing its claim over, so that after Close every claim taken before it has ended.
 func (o *owner) endRing() {
-	for _, d := range o.delays {
-		for _, w := range d.writes {
-			if w.orphan {
-				o.b.ring.end(w.claim)
-			}
-		}
-	}
+	o.undelay()
 	o.b.mu.Lock()
 	o.takeRefused()
 	o.b.mu.Unlock()
@@ -460,6 +454,19 @@ func (o *owner) addWaiter(fw *flushWaiter) {
 	o.waiters = append(o.waiters, fw)
 }
 
+// undelay marks every write in delays as waiting no longer, and ends the claims of those that
+// newer writes replaced, as the owner lets delays go: nothing will read them again.
+func (o *owner) undelay() {
+	for _, d := range o.delays {
+		for _, w := range d.writes {
+			w.delayed = false
+			if w.orphan {
+				o.b.ring.end(w.claim)
+			}
+		}
+	}
+}
+
 // startAbort fails every write that is not in flight, once Close's ctx has ended.
 func (o *owner) startAbort() {
 	if !o.aborting {
@@ -471,16 +478,8 @@ func (o *owner) startAbort() {
 // failWaiting fails every write that is not in flight, after Close's ctx has ended; the calls in
 // flight are cancelled and their writes fail as they come back.
 func (o *owner) failWaiting() {
-	// The writes waiting out a backoff are failed below (and their claims ended as they fail,
-	// once they are no longer delayed); those that newer writes replaced have ended already.
-	for _, d := range o.delays {
-		for _, w := range d.writes {
-			w.delayed = false
-			if w.orphan {
-				o.b.ring.end(w.claim)
-			}
-		}
-	}
+	// The writes waiting out a backoff are failed below, and their claims ended as they fail.
+	o.undelay()
 	o.slots.each(func(id slotID, s *slot) {
 		if w := s.next; w != nil {
 			s.next, s.queued = nil, false
