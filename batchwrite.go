@@ -487,7 +487,7 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 // of w's item; nothing may read w afterwards. b.mu must be held.
 func (b *Batcher) refuse(w *write) {
 	if w.claim != 0 && !b.closed { // after Close the ring's claims need not end
-		w.item = nil
+		w.letGo()
 		b.refused = append(b.refused, w.claim)
 	}
 }

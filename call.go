@@ -154,7 +154,7 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 			outcomes[i] = landed
 			// The owner ends w's claim without reading w: let go of the item here, where w is
 			// in the cache, so that the ring keeps no item alive.
-			w.item, w.err, w.lastErr = nil, nil, nil
+			w.letGo()
 		}
 		return
 	}

@@ -253,7 +253,7 @@ func (o *owner) fail(w *write, err error) {
 // nothing may read w afterwards. A write waiting out a backoff is only marked: delays still
 // refers to it, and wakeDelayed ends its claim when the wait is over.
 func (o *owner) end(w *write) {
-	w.item, w.err, w.lastErr = nil, nil, nil
+	w.letGo()
 	if w.delayed {
 		w.orphan = true
 		return
@@ -404,10 +404,8 @@ func (o *owner) wakeDelayed(now time.Time) {
 	for len(o.delays) > 0 && !o.delays[0].at.After(now) {
 		d := heap.Pop(&o.delays).(delayed)
 		for _, w := range d.writes {
-			w.delayed = false
-			if w.orphan {
-				o.b.ring.end(w.claim) // replaced while it waited: nothing refers to it now
-				continue
+			if o.undelayWrite(w) {
+				continue // replaced while it waited: it has ended
 			}
 			// A slot whose write was replaced may have been freed and reused for another key,
 			// or let go with the table's slots: then s.next is not w either.
@@ -459,12 +457,20 @@ func (o *owner) addWaiter(fw *flushWaiter) {
 func (o *owner) undelay() {
 	for _, d := range o.delays {
 		for _, w := range d.writes {
-			w.delayed = false
-			if w.orphan {
-				o.b.ring.end(w.claim)
-			}
+			o.undelayWrite(w)
 		}
 	}
+}
+
+// undelayWrite marks w, taken out of delays, as waiting no longer, and reports whether a newer
+// write replaced it meanwhile; then it has ended, and its ring claim ends now, as nothing refers
+// to it any more.
+func (o *owner) undelayWrite(w *write) bool {
+	w.delayed = false
+	if w.orphan {
+		o.b.ring.end(w.claim)
+	}
+	return w.orphan
 }
 
 // startAbort fails every write that is not in flight, once Close's ctx has ended.

@@ -36,7 +36,6 @@ type writeRing struct {
 
 	// The owner's: ended[n mod size] for claims from horizon on that have ended.
 	ended []uint64
-	low   uint64 // the owner's horizon, published to horizon by advance
 }
 
 // ringSegmentLen is how many writes a segment of a writeRing holds.
@@ -105,7 +104,8 @@ func (r *writeRing) end(claim uint64) {
 // advance moves the horizon past the claims that have ended, and publishes it. Only the owner
 // goroutine calls it.
 func (r *writeRing) advance() {
-	low := r.low
+	h := r.horizon.Load() // only the owner stores it
+	low := h
 	for {
 		i := low & (r.size - 1)
 		w := &r.ended[i/64]
@@ -120,8 +120,7 @@ func (r *writeRing) advance() {
 		*w &^= 1 << (i % 64)
 		low++
 	}
-	if low != r.low {
-		r.low = low
+	if low != h {
 		r.horizon.Store(low)
 	}
 }

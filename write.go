@@ -36,6 +36,10 @@ type write struct {
 	err error
 }
 
+// letGo drops what w holds that its ring record must not keep alive once w has ended: its item
+// and its errors.
+func (w *write) letGo() { w.item, w.err, w.lastErr = nil, nil, nil }
+
 // request returns the write as a WriteRequest of its own.
 func (w *write) request() types.WriteRequest {
 	if w.del {
