@@ -162,13 +162,12 @@ type Batcher struct {
 
 	mu       sync.Mutex // guards what follows
 	closed   bool
-	seq      uint64   // the sequence number of the last accepted write
-	incoming []*write // accepted writes the owner has not taken yet
-	refused  []uint64 // ring claims of writes that add did not accept, for the owner to end
-	wakeAt   int      // nudge the owner when incoming holds this many; never when 0
-	room     chan struct{}
-	waiting  int // Put calls waiting for room
-	bytes    int // bytes of the writes counted in stats.Buffered
+	seq      uint64        // the sequence number of the last accepted write
+	incoming []*write      // accepted writes the owner has not taken yet
+	refused  []uint64      // ring claims of writes that add did not accept, for the owner to end
+	wakeAt   int           // nudge the owner when incoming holds this many; never when 0
+	line     []*roomWaiter // Put and Delete calls waiting for room, first come first
+	bytes    int           // bytes of the writes counted in stats.Buffered
 	stats    Stats
 	failures []Failure // failures no Flush or Close has returned yet
 }
@@ -232,7 +231,6 @@ func (c *Client) NewBatcher(ctx context.Context, table string, optFns ...func(*B
 		closing: make(chan struct{}),
 		abort:   make(chan struct{}),
 		done:    make(chan struct{}),
-		room:    make(chan struct{}),
 		ring:    newWriteRing(o.MaxBuffered + 4*o.MaxInFlight*MaxBatchWriteRequests),
 	}
 	b.callCtx, b.cancel = context.WithCancel(context.Background())
@@ -276,8 +274,9 @@ func describeKeys(ctx context.Context, api API, table string) ([]keyAttr, error)
 // nil item, a missing key attribute, a key attribute that is not S, N or B (or not the table's
 // type), an empty key string or binary, or a nil value; ErrItemTooLarge for an item over
 // MaxItemSize. While MaxBuffered writes or MaxBufferedBytes are outstanding, Put blocks until
-// there is room or ctx ends; then it returns ctx.Err() and the write is not accepted. After
-// Close it returns ErrClosed.
+// there is room or ctx ends; then it returns ctx.Err() and the write is not accepted. Blocked
+// calls get room in the order they came, and while any call is blocked a new one waits behind
+// it, so a large item is not starved by small ones. After Close it returns ErrClosed.
 func (b *Batcher) Put(ctx context.Context, item Item) error {
 	if item == nil {
 		return fmt.Errorf("%w: put to table %s: nil item", ErrInvalidItem, b.table)
@@ -422,93 +421,12 @@ func (b *Batcher) requestKey(r types.WriteRequest) (itemKey, bool) {
 	return k, err == nil
 }
 
-// add accepts w, a write from the ring, once there is room: it takes a sequence number and
-// hands w to the owner. A write it does not accept hands its ring claim back to the owner. So
-// does one that has to wait for room, which moves to the heap first: a Put can be kept waiting
-// for a long while (the other Puts may take the room as it frees up), and a claim held meanwhile
-// would hold up the ring's reuse of every later write.
-func (b *Batcher) add(ctx context.Context, w *write) error {
-	if err := ctx.Err(); err != nil {
-		b.mu.Lock()
-		b.refuse(w)
-		b.mu.Unlock()
-		return err
-	}
-	b.mu.Lock()
-	for {
-		if b.closed {
-			b.mu.Unlock()
-			return ErrClosed // after Close the ring's claims need not end
-		}
-		if b.stats.Buffered < b.opts.MaxBuffered && (b.bytes == 0 || b.bytes+w.size <= b.opts.MaxBufferedBytes) {
-			break
-		}
-		if w.claim != 0 {
-			h := new(write)
-			*h = *w
-			h.claim = 0
-			b.refuse(w)
-			w = h
-		}
-		room := b.room
-		b.waiting++
-		b.mu.Unlock()
-		b.nudge() // a caller waits: partial batches should go out now
-		select {
-		case <-room:
-		case <-ctx.Done():
-			b.mu.Lock()
-			b.waiting--
-			b.mu.Unlock()
-			return ctx.Err()
-		}
-		b.mu.Lock()
-		b.waiting--
-	}
-	b.seq++
-	w.seq = b.seq
-	b.stats.Buffered++
-	b.bytes += w.size
-	if w.del {
-		b.stats.Deletes++
-	} else {
-		b.stats.Puts++
-	}
-	b.incoming = append(b.incoming, w)
-	nudge := b.wakeAt > 0 && len(b.incoming) >= b.wakeAt
-	b.mu.Unlock()
-	if nudge {
-		b.nudge()
-	}
-	return nil
-}
-
-// refuse hands the ring claim of w, which add has not accepted, back to the owner, and lets go
-// of w's item; nothing may read w afterwards. b.mu must be held.
-func (b *Batcher) refuse(w *write) {
-	if w.claim != 0 && !b.closed { // after Close the ring's claims need not end
-		w.letGo()
-		b.refused = append(b.refused, w.claim)
-	}
-}
-
 // nudge wakes the owner goroutine, unless a nudge is already waiting for it.
 func (b *Batcher) nudge() {
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
-}
-
-// roomForWaiters reports whether enough room has freed up to wake the Put calls waiting for it:
-// an eighth of the limits, or an empty buffer. Waking them for every finished call would make
-// every waiting producer run for a handful of writes at a time; b.mu must be held.
-func (b *Batcher) roomForWaiters() bool {
-	if b.stats.Buffered == 0 {
-		return true
-	}
-	return b.opts.MaxBuffered-b.stats.Buffered >= max(1, b.opts.MaxBuffered/8) &&
-		b.opts.MaxBufferedBytes-b.bytes >= max(1, b.opts.MaxBufferedBytes/8)
 }
 
 // Flush waits until every write accepted before the call is written or has failed, and returns
@@ -550,8 +468,10 @@ func (b *Batcher) Close(ctx context.Context) error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closed = true
-		close(b.room) // Put calls waiting for room see closed
-		b.room = make(chan struct{})
+		for _, rw := range b.line { // Put calls waiting for room see closed
+			close(rw.ready)
+		}
+		b.line = nil
 		b.mu.Unlock()
 		close(b.closing)
 	})

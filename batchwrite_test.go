@@ -753,7 +753,7 @@ func TestBatcherCloseUnblocksWaitingPut(t *testing.T) {
 	waitFor(t, "the second Put to wait", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return b.waiting == 1
+		return len(b.line) == 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()

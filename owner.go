@@ -174,7 +174,7 @@ func (o *owner) intake(spare []*write, now time.Time) []*write {
 	b.mu.Lock()
 	in := b.incoming
 	b.incoming = spare
-	o.pressed = b.waiting > 0
+	o.pressed = len(b.line) > 0
 	o.takeRefused()
 	b.mu.Unlock()
 	for _, w := range in {
@@ -534,9 +534,8 @@ func (o *owner) publishStats() {
 	st.Requests += o.requests
 	st.Buffered -= o.finished
 	b.bytes -= o.finishedBytes
-	if o.finished > 0 && b.waiting > 0 && b.roomForWaiters() {
-		close(b.room)
-		b.room = make(chan struct{})
+	if o.finished > 0 && len(b.line) > 0 && b.roomForWaiters() {
+		b.admit() // the owner's next pass finds the writes in incoming
 	}
 	var report *WriteError
 	if len(o.failures) > 0 {
