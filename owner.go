@@ -164,7 +164,7 @@ func (o *owner) setWakeAt() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.wakeAt = n
-	return n > 0 && len(b.incoming) >= n
+	return b.ownerDue()
 }
 
 // intake takes the writes that Put and Delete handed over. spare is an empty slice to hand back

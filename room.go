@@ -28,7 +28,7 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 	}
 	if len(b.line) == 0 && b.fits(w) {
 		b.accept(w)
-		nudge := b.wakeAt > 0 && len(b.incoming) >= b.wakeAt
+		nudge := b.ownerDue()
 		b.mu.Unlock()
 		if nudge {
 			b.nudge()
@@ -61,7 +61,7 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 	// ctx ended while rw was in line: leave it, and let the writes behind it have the room it
 	// was waiting for.
 	b.line = slices.DeleteFunc(b.line, func(x *roomWaiter) bool { return x == rw })
-	if b.admit() && b.wakeAt > 0 && len(b.incoming) >= b.wakeAt {
+	if b.admit() && b.ownerDue() {
 		b.nudge()
 	}
 	return ctx.Err()
@@ -94,6 +94,10 @@ func (b *Batcher) accept(w *write) {
 	}
 	b.incoming = append(b.incoming, w)
 }
+
+// ownerDue reports whether incoming holds as many writes as the owner asked to be woken for
+// (wakeAt); b.mu must be held.
+func (b *Batcher) ownerDue() bool { return b.wakeAt > 0 && len(b.incoming) >= b.wakeAt }
 
 // admit accepts the writes waiting in line, in line order, for as long as the first one fits,
 // and wakes their callers; it reports whether it accepted any. b.mu must be held.
