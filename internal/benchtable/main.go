@@ -11,6 +11,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -24,31 +25,46 @@ import (
 
 func main() {
 	testing.Init()
-	trials := flag.Int("trials", 7, "runs of each benchmark; the median is kept")
-	cpuTrials := flag.Int("cpu-trials", 15, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
-	heapWrites := flag.Int("heap-writes", 1_000_000, "writes for the peak-heap row")
+	var c config
+	flag.IntVar(&c.trials, "trials", 7, "runs of each benchmark; the median is kept")
+	flag.IntVar(&c.cpuTrials, "cpu-trials", 15, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
+	flag.IntVar(&c.heapWrites, "heap-writes", 1_000_000, "writes for the peak-heap row")
+	flag.IntVar(&c.splitWrites, "split-writes", 20*bench.SplitChunk, "writes a side in each trial of a write comparison at 0 ms (twenty turns a side by default)")
 	flag.Parse()
-	t := &table{trials: *trials}
+	if err := run(os.Stdout, c); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
 
-	fmt.Printf("dynaflow benchmarks: %s, %d cores (GOMAXPROCS %d), %s/%s, %s, one run started %s\n\n",
+// config is what a run measures: how many trials, and how many writes where that is fixed.
+type config struct {
+	trials, cpuTrials, heapWrites, splitWrites int
+}
+
+// run runs the benchmarks as c says and prints the table to w. The benchmarks other than the
+// 0 ms write comparisons and the peak heap run for -test.benchtime each (a second by default).
+func run(w io.Writer, c config) error {
+	t := &table{trials: c.trials}
+
+	fmt.Fprintf(w, "dynaflow benchmarks: %s, %d cores (GOMAXPROCS %d), %s/%s, %s, one run started %s\n\n",
 		cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
 
 	// Peak heap first, before the benchmarks' own item pool is on the heap.
 	e := bench.NewEnv(0, 1, 1)
 	start := time.Now()
-	base, peak, err := bench.PeakHeap(e, *heapWrites, 500*time.Millisecond)
+	base, peak, err := bench.PeakHeap(e, c.heapWrites, 500*time.Millisecond)
 	e.Close()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "peak heap:", err)
-		os.Exit(1)
+		return fmt.Errorf("peak heap: %w", err)
 	}
 	limit := float64(dynaflow.DefaultMaxBufferedBytes+32<<20) / (1 << 20)
 	heapRow := fmt.Sprintf("| 5 | peak heap, %d writes, server stalled 0.5 s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
-		*heapWrites, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+		c.heapWrites, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
 	heapTook := time.Since(start)
 
-	fmt.Println("| # | measure | dynaflow | raw SDK | ratio | target |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	var allocRows []string
 	allocRow := func(delay time.Duration, k int, bat, raw testing.BenchmarkResult) {
 		allocRows = append(allocRows, fmt.Sprintf("| 4 | allocs (bytes) per written item, %v delay, %d in flight | %d (%d B) | %d (%d B) | +%d (%+d B) | %s ≤ +2 allocs |",
@@ -66,7 +82,7 @@ func main() {
 			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
 			func(b *testing.B) { bench.RawWrites(b, e, k) })
 		r := rs[len(rs)/2]
-		fmt.Printf("| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		fmt.Fprintf(w, "| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			delay, k, k, bat.rate("writes/s"), bat.rate("cpu-µs/write"), raw.rate("writes/s"), raw.rate("cpu-µs/write"),
 			r, span(rs), bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
 		allocRow(delay, k, bat.BenchmarkResult, raw.BenchmarkResult)
@@ -81,7 +97,7 @@ func main() {
 	// trials, more than the others. The raw side with one goroutine is the one-at-a-time writer.
 	var oneAt0, rawCPU float64 // the raw SDK's rate with 1 goroutine, and CPU per write with 8
 	for _, k := range []int{1, 8, 16} {
-		rs := (&table{trials: *cpuTrials}).runsOf(splitWrites, func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
+		rs := (&table{trials: c.cpuTrials}).runsOf(c.splitWrites, func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
 		r := medianOf(rs, "ratio")
 		trials := span(metric(rs, "ratio"))
 		if k == 1 {
@@ -90,7 +106,7 @@ func main() {
 		if k == 8 {
 			rawCPU = medianOf(rs, "raw-cpu-µs/write")
 		}
-		fmt.Printf("| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
+		fmt.Fprintf(w, "| 1 | writes/s, 0s delay, MaxInFlight %d vs %d goroutines (taking turns every %d writes, each with a sink of its own) | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.90 |\n",
 			k, k, bench.SplitChunk, medianOf(rs, "batcher-writes/s"), medianOf(rs, "batcher-cpu-µs/write"),
 			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, trials, medianOf(rs, "batcher-writes/s")/oneAt0, oneAt0, verdict(r >= 0.9))
 	}
@@ -104,7 +120,7 @@ func main() {
 	}
 	e.Close()
 	own := t.run(func(b *testing.B) { bench.BatcherOverhead(b, 8, 4) })
-	fmt.Printf("| 1 | the Batcher's own CPU per write, MaxInFlight 8, on an API that answers at once (no SDK, no network) | %.2f CPU-µs/write | %.1f CPU-µs/write (SDK and sink, 0s delay, 8 goroutines) | %.0f%% | — |\n",
+	fmt.Fprintf(w, "| 1 | the Batcher's own CPU per write, MaxInFlight 8, on an API that answers at once (no SDK, no network) | %.2f CPU-µs/write | %.1f CPU-µs/write (SDK and sink, 0s delay, 8 goroutines) | %.0f%% | — |\n",
 		own.rate("cpu-µs/write"), rawCPU, 100*own.rate("cpu-µs/write")/rawCPU)
 
 	// A read waits for each page before it asks for the next, so its rate rides on this machine's
@@ -117,7 +133,7 @@ func main() {
 	}{{"Query", true}, {"Scan", false}} {
 		rs := t.runs(func(b *testing.B) { bench.ReadsSplit(b, op.query, 20, 100) })
 		r := medianOf(rs, "ratio")
-		fmt.Printf("| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.3f (trials %s) | %s ≥ 0.95 |\n",
+		fmt.Fprintf(w, "| 2 | %s items/s, 0 ms delay: iterator vs SDK paginator, the two taking turns every 5 walks of 2000 items, each with a sink of its own | %.0f (%.2f CPU-µs/item) | %.0f (%.2f CPU-µs/item) | %.3f (trials %s) | %s ≥ 0.95 |\n",
 			op.name, medianOf(rs, "iterator-items/s"), medianOf(rs, "iterator-cpu-µs/item"),
 			medianOf(rs, "paginator-items/s"), medianOf(rs, "paginator-cpu-µs/item"), r, span(metric(rs, "ratio")), verdict(r >= 0.95))
 		if !op.query {
@@ -125,7 +141,7 @@ func main() {
 		}
 	}
 	scanOwn := t.run(func(b *testing.B) { bench.ScanOverhead(b, 20, 100) })
-	fmt.Printf("| 2 | dyn.Scan's own CPU per item, on an API that answers at once with decoded pages (no SDK, no network) | %.1f ns/item | %.2f CPU-µs/item (SDK and sink, Scan paginator) | %.2f%% | — |\n",
+	fmt.Fprintf(w, "| 2 | dyn.Scan's own CPU per item, on an API that answers at once with decoded pages (no SDK, no network) | %.1f ns/item | %.2f CPU-µs/item (SDK and sink, Scan paginator) | %.2f%% | — |\n",
 		1000*scanOwn.rate("cpu-µs/item"), pagCPU, 100*scanOwn.rate("cpu-µs/item")/pagCPU)
 
 	e = bench.NewEnv(10*time.Millisecond, 64, 100)
@@ -137,14 +153,15 @@ func main() {
 		if segs == 16 {
 			target = verdict(r >= 10) + " ≥ 10"
 		}
-		fmt.Printf("| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
+		fmt.Fprintf(w, "| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
 	}
 	e.Close()
 	for _, row := range allocRows {
-		fmt.Println(row)
+		fmt.Fprintln(w, row)
 	}
-	fmt.Println(heapRow)
-	fmt.Printf("\n(peak-heap row took %v)\n", heapTook.Round(time.Millisecond))
+	fmt.Fprintln(w, heapRow)
+	fmt.Fprintf(w, "\n(peak-heap row took %v)\n", heapTook.Round(time.Millisecond))
+	return nil
 }
 
 // table runs benchmarks.
@@ -166,9 +183,6 @@ func (t *table) runs(f func(*testing.B)) []testing.BenchmarkResult {
 	}
 	return rs
 }
-
-// splitWrites is b.N for a trial of WritesSplit: twenty turns a side, five to ten seconds at 0 ms.
-const splitWrites = 20 * bench.SplitChunk
 
 // runsOf runs f trials times with b.N set to n, not grown to a second, and returns every run.
 func (t *table) runsOf(n int, f func(*testing.B)) []testing.BenchmarkResult {
