@@ -191,13 +191,13 @@ func TestIntegrationBatcherRefusesBadItems(t *testing.T) {
 
 func TestIntegrationBatcherIsolatesRejectedWrite(t *testing.T) {
 	e := integration(t, "")
-	// Only the key's name is known, so a key of the wrong type passes Put and the server rejects
-	// the whole request it travels in.
-	b := e.batcher(t, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"} })
+	// Put does not parse numbers outside the key, so a malformed one passes it and the server
+	// rejects the whole request it travels in.
+	b := e.batcher(t)
 	for i := range 100 {
 		item := event("k"+strconv.Itoa(i), 1)
 		if i == 42 {
-			item["pk"] = &types.AttributeValueMemberN{Value: "42"}
+			item["version"] = &types.AttributeValueMemberN{Value: "forty-two"}
 		}
 		if err := b.Put(context.Background(), item); err != nil {
 			t.Fatal(err)
@@ -212,8 +212,8 @@ func TestIntegrationBatcherIsolatesRejectedWrite(t *testing.T) {
 	if !errors.As(we.Failures[0].Err, &api) || api.ErrorCode() != "ValidationException" {
 		t.Errorf("failure = %v; want the server's ValidationException", we.Failures[0].Err)
 	}
-	if _, ok := we.Failures[0].Request.PutRequest.Item["pk"].(*types.AttributeValueMemberN); !ok {
-		t.Errorf("the failure is not the bad write")
+	if v := we.Failures[0].Request.PutRequest.Item["version"].(*types.AttributeValueMemberN).Value; v != "forty-two" || we.Failures[0].Table != e.table {
+		t.Errorf("the failure is not the bad write to %s", e.table)
 	}
 	if n := len(e.contents(t)); n != 99 {
 		t.Errorf("table holds %d items; want the 99 others", n)
@@ -247,8 +247,8 @@ func TestIntegrationBatcherBackpressure(t *testing.T) {
 
 func TestIntegrationBatcherCloseWhileServerDown(t *testing.T) {
 	e := integration(t, "")
+	b := e.batcher(t, func(o *BatcherOptions) { o.FlushInterval = time.Millisecond })
 	e.proxy.SetDown(true)
-	b := e.batcher(t, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"}; o.FlushInterval = time.Millisecond })
 	for i := range 200 {
 		b.Put(context.Background(), event("k"+strconv.Itoa(i), 1))
 	}
@@ -295,22 +295,195 @@ func TestIntegrationBatcherThrottleStorm(t *testing.T) {
 
 func TestIntegrationBatcherMissingTable(t *testing.T) {
 	e := integration(t, "")
-	_, err := e.dyn.NewBatcher(context.Background(), "missing-"+e.table)
-	var rnf *types.ResourceNotFoundException
-	if !errors.As(err, &rnf) {
-		t.Errorf("NewBatcher on a missing table = %v; want *types.ResourceNotFoundException", err)
+	for _, keys := range [][]string{nil, {"pk"}} {
+		_, err := e.dyn.NewBatcher(context.Background(), "missing-"+e.table, func(o *BatcherOptions) { o.KeyAttributes = keys })
+		var rnf *types.ResourceNotFoundException
+		if !errors.As(err, &rnf) || !strings.Contains(err.Error(), "missing-"+e.table) {
+			t.Errorf("NewBatcher on a missing table with KeyAttributes %v = %v; want *types.ResourceNotFoundException naming the table", keys, err)
+		}
 	}
-	b, err := e.dyn.NewBatcher(context.Background(), "missing-"+e.table, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"} })
-	if err != nil {
+	checkNoLeaks(t)
+}
+
+// secondTable creates another table like e's (hash key pk, S) and returns its name.
+func (e *env) secondTable(t *testing.T) string {
+	t.Helper()
+	name := dynamotest.TableName("dynaflow-b")
+	if err := dynamotest.CreateTable(context.Background(), e.direct, name, dynamotest.Key{Name: "pk", Type: types.ScalarAttributeTypeS}, nil); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 30 {
-		b.Put(context.Background(), event("k"+strconv.Itoa(i), 1))
+	return name
+}
+
+// tableContents reads table directly: pk to the item.
+func (e *env) tableContents(t *testing.T, table string) map[string]Item {
+	t.Helper()
+	other := *e
+	other.table = table
+	return other.contents(t)
+}
+
+func TestIntegrationBatcherSeveralTables(t *testing.T) {
+	e := integration(t, "")
+	second := e.secondTable(t)
+	e.proxy.SetUnprocessed(0.3)
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Tables = map[string][]string{second: {"pk"}}
+		o.Retry = patient
+		o.FlushInterval = time.Millisecond
+	})
+	ctx := context.Background()
+	for i := range 300 {
+		k := "k" + strconv.Itoa(i)
+		if err := b.Put(ctx, event(k, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PutIn(ctx, second, event(k, 2)); err != nil { // the same key in the other table
+			t.Fatal(err)
+		}
 	}
-	err = b.Flush(context.Background())
-	var we *WriteError
-	if !errors.As(err, &we) || len(we.Failures) != 30 || !errors.As(err, &rnf) {
-		t.Errorf("Flush = %v; want 30 failures wrapping *types.ResourceNotFoundException", err)
+	for i := range 50 {
+		if err := b.DeleteIn(ctx, second, Item{"pk": &types.AttributeValueMemberS{Value: "k" + strconv.Itoa(i)}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	closeOK(t, b)
+	first, other := e.contents(t), e.tableContents(t, second)
+	if len(first) != 300 || len(other) != 250 {
+		t.Fatalf("tables hold %d and %d items; want 300 and 250", len(first), len(other))
+	}
+	for k, item := range first {
+		if item["version"].(*types.AttributeValueMemberN).Value != "1" {
+			t.Fatalf("%s in %s holds the other table's write", k, e.table)
+		}
+	}
+	for k, item := range other {
+		if item["version"].(*types.AttributeValueMemberN).Value != "2" {
+			t.Fatalf("%s in %s holds the other table's write", k, second)
+		}
+	}
+	calls, a, c := e.proxy.Calls("BatchWriteItem"), e.proxy.TableCalls(e.table), e.proxy.TableCalls(second)
+	if a+c <= calls {
+		t.Errorf("%d calls, %d carrying %s, %d carrying %s: no call carried both", calls, a, e.table, c, second)
+	}
+}
+
+// TestIntegrationBatcherThrottledTableAlone: one table behind a proxy that hands back every one
+// of its writes; the other table's writes land meanwhile, and the refused table is paused.
+func TestIntegrationBatcherThrottledTableAlone(t *testing.T) {
+	e := integration(t, "")
+	second := e.secondTable(t)
+	e.proxy.SetTableUnprocessed(second, 1)
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Tables = map[string][]string{second: nil}
+		o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+		o.FlushInterval = time.Millisecond
+	})
+	ctx := context.Background()
+	for i := range 500 {
+		if err := b.PutIn(ctx, second, event("s"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the second table's writes to be handed back", func() bool { return b.Stats().Retried > 0 })
+	sc0, fc0 := e.proxy.TableCalls(second), e.proxy.TableCalls(e.table)
+	for i := range 1000 {
+		if err := b.Put(ctx, event("f"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the first table's writes to land", func() bool { return b.Stats().Written == 1000 })
+	sc, fc := e.proxy.TableCalls(second)-sc0, e.proxy.TableCalls(e.table)-fc0
+	if len(e.tableContents(t, second)) != 0 {
+		t.Fatalf("the refused table holds items: the test proves nothing")
+	}
+	if sc*2 > fc {
+		t.Errorf("%d calls carried the refused table and %d the other meanwhile; want the refused one paused", sc, fc)
+	}
+	e.proxy.SetTableUnprocessed(second, 0)
+	closeOK(t, b)
+	if n, m := len(e.contents(t)), len(e.tableContents(t, second)); n != 1000 || m != 500 {
+		t.Errorf("tables hold %d and %d; want 1000 and 500", n, m)
+	}
+}
+
+func TestIntegrationBatcherKeyNamesChecked(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN)
+	_, err := e.dyn.NewBatcher(context.Background(), e.table, func(o *BatcherOptions) { o.KeyAttributes = []string{"pk"} })
+	if err == nil || !strings.Contains(err.Error(), "the table's key is pk, sk") || !strings.Contains(err.Error(), e.table) {
+		t.Fatalf("NewBatcher with only the hash key named = %v; want an error naming the table's key", err)
+	}
+	b := e.batcher(t, func(o *BatcherOptions) { o.KeyAttributes = []string{"sk", "pk"} })
+	defer closeOK(t, b)
+	// The types came from DescribeTable: a string sort key is refused before it is sent.
+	err = b.Put(context.Background(), Item{"pk": &types.AttributeValueMemberS{Value: "a"}, "sk": &types.AttributeValueMemberS{Value: "1"}})
+	if !errors.Is(err, ErrInvalidItem) {
+		t.Errorf("Put with a string sort key on a numeric one = %v; want ErrInvalidItem", err)
+	}
+	for i := range 3 { // distinct items with one pk stay distinct
+		if err := b.Put(context.Background(), Item{"pk": &types.AttributeValueMemberS{Value: "a"}, "sk": &types.AttributeValueMemberN{Value: strconv.Itoa(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Written != 3 || s.Coalesced != 0 {
+		t.Errorf("stats = %+v; want 3 written, none coalesced", s)
+	}
+}
+
+// TestIntegrationBatcherTableGoneFailsAlone: a table deleted under the Batcher fails its own
+// writes only; its failures hold their room until Flush reports them.
+func TestIntegrationBatcherTableGoneFailsAlone(t *testing.T) {
+	e := integration(t, "")
+	second := e.secondTable(t)
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Tables = map[string][]string{second: nil}
+		o.MaxBuffered = 50
+		o.FlushInterval = time.Millisecond
+	})
+	defer closeOK(t, b)
+	if _, err := e.direct.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(second)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 25 {
+		b.Put(ctx, event("k"+strconv.Itoa(i), 1))
+		b.PutIn(ctx, second, event("k"+strconv.Itoa(i), 1))
+	}
+	err := b.Flush(ctx)
+	var we *WriteError
+	if !errors.As(err, &we) || len(we.Failures) != 25 || !errors.As(err, new(*types.ResourceNotFoundException)) {
+		t.Fatalf("Flush = %v; want the 25 writes to the deleted table, wrapping ResourceNotFoundException", err)
+	}
+	for _, f := range we.Failures {
+		if f.Table != second {
+			t.Fatalf("failure for table %q; want %q", f.Table, second)
+		}
+	}
+	// Now fill the room with failures: they hold it until Flush reports them.
+	for i := range 50 {
+		if err := b.PutIn(ctx, second, event("g"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the 50 to fail", func() bool { return b.Stats().Failed == 75 })
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.Put(short, event("more", 1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Put with 50 unreported failures and MaxBuffered 50 = %v; want a wait for room", err)
+	}
+	if err := b.Flush(ctx); !errors.As(err, &we) || len(we.Failures) != 50 {
+		t.Fatalf("Flush = %v; want the 50 failures", err)
+	}
+	if err := b.Put(ctx, event("more", 1)); err != nil {
+		t.Errorf("Put after Flush reported the failures = %v", err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.contents(t)); n != 26 {
+		t.Errorf("%s holds %d items; want 26", e.table, n)
+	}
 }

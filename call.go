@@ -3,88 +3,43 @@ package dynaflow
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 )
 
-// call is one BatchWriteItem call, with the calls it split into after a ValidationException.
-// The owner reuses calls, and with them the buffers the request is built in: the SDK keeps
-// nothing of its input once the call returns.
-//
-// Besides the writes, a call carries what the owner needs of each when the call comes back: its
-// slot, size, sequence number and outcome, in arrays of its own, so that the owner does not read
-// a write that landed again (the worker that sent it has it in its cache; the owner does not).
+// call is one batch: one BatchWriteItem call, with the calls it split into. The owner fills
+// writes, each table's writes side by side; the worker that sends it fills outcomes and errs and
+// touches nothing else, so that the owner can give up on a call that never returns.
 type call struct {
 	writes    []*write
-	slots     []slotID  // slots[i] is the slot of writes[i]
-	sizes     []int     // sizes[i] is writes[i].size, read by the worker
-	seqs      []uint64  // seqs[i] is writes[i].seq, read by the worker
-	claims    []uint64  // claims[i] is writes[i].claim, read by the worker
-	outcomes  []outcome // outcomes[i] is what became of writes[i]; its err is in the write
-	throttled int64
-	requests  int64
-
-	reqs  []types.WriteRequest
-	puts  []types.PutRequest // reqs[i].PutRequest points into puts: never grown past its capacity
-	dels  []types.DeleteRequest
-	items map[string][]types.WriteRequest // the request's RequestItems
+	outcomes  []outcome // outcomes[i] is what became of writes[i]
+	errs      []error   // errs[i] is why writes[i] did not land
+	sentAt    time.Time
+	throttled int64 // calls throttled
+	requests  int64 // calls made
 }
 
-// newCall returns an empty call with room for a full batch.
-func newCall() *call {
-	return &call{
-		writes:   make([]*write, 0, MaxBatchWriteRequests),
-		slots:    make([]slotID, 0, MaxBatchWriteRequests),
-		sizes:    make([]int, MaxBatchWriteRequests),
-		seqs:     make([]uint64, MaxBatchWriteRequests),
-		claims:   make([]uint64, MaxBatchWriteRequests),
-		outcomes: make([]outcome, MaxBatchWriteRequests),
-		reqs:     make([]types.WriteRequest, 0, MaxBatchWriteRequests),
-		puts:     make([]types.PutRequest, 0, MaxBatchWriteRequests),
-		dels:     make([]types.DeleteRequest, 0, MaxBatchWriteRequests),
-		items:    make(map[string][]types.WriteRequest, 1),
-	}
-}
+// outcome is what became of a write in one call.
+type outcome uint8
 
-// reset empties c for its next batch. It leaves the old references in its buffers, to be
-// overwritten by the next batch: clearing them after every call would cost a write barrier per
-// pointer while the garbage collector marks. scrub drops them when the Batcher goes idle.
-func (c *call) reset() {
-	c.writes, c.slots, c.reqs, c.puts, c.dels = c.writes[:0], c.slots[:0], c.reqs[:0], c.puts[:0], c.dels[:0]
-	c.throttled, c.requests = 0, 0
-}
+const (
+	landed outcome = iota // written
+	again                 // unprocessed or retryable: send again
+	failed                // rejected; errs says why
+)
 
-// scrub drops every reference c's buffers hold to writes and items.
-func (c *call) scrub() {
-	c.reset()
-	clear(c.writes[:cap(c.writes)])
-	clear(c.reqs[:cap(c.reqs)])
-	clear(c.puts[:cap(c.puts)])
-	clear(c.dels[:cap(c.dels)])
-	clear(c.items)
-}
-
-// call returns an empty call, reusing one that is done with when there is one.
-func (o *owner) call() *call {
-	if n := len(o.idle); n > 0 {
-		c := o.idle[n-1]
-		o.idle[n-1] = nil
-		o.idle = o.idle[:n-1]
-		return c
-	}
-	return newCall()
-}
-
-// launch hands c to a worker, starting one (up to MaxInFlight) if every worker is busy.
-// Workers live until the owner ends: a new goroutine per call would grow a fresh stack through
-// the SDK's deep middleware chain every time, which costs more than the call's own work when the
-// server answers fast. Neither channel ever blocks: at most maxOut batches are out, and both
-// hold that many.
+// launch hands c to a worker, starting one (up to MaxInFlight) if every worker is busy. Workers
+// live until the owner ends: a new goroutine per call would grow a fresh stack through the SDK's
+// deep middleware chain every time. The channel never blocks: at most maxOut batches are out,
+// and it holds that many.
 func (o *owner) launch(c *call) {
+	c.outcomes = make([]outcome, len(c.writes))
+	c.errs = make([]error, len(c.writes))
 	o.inflight++
-	o.dirty, o.scrubbed = true, false
+	o.dirty = true
 	if o.workers < min(o.inflight, o.b.opts.MaxInFlight) {
 		o.workers++
 		o.calls.Add(1)
@@ -93,68 +48,34 @@ func (o *owner) launch(c *call) {
 	o.work <- c
 }
 
-// worker sends the batches it is handed, one at a time, until the owner ends.
+// worker sends the batches it is handed, one at a time, until the owner closes work.
 func (o *owner) worker() {
 	defer o.calls.Done()
 	b := o.b
-	// A context of the worker's own, under callCtx: the SDK's HTTP transport derives a cancellable
-	// context from it for every call, and registering those under one shared parent would make
-	// the workers contend for that parent's lock.
-	ctx, cancel := context.WithCancel(b.callCtx)
-	defer cancel()
 	for c := range o.work {
 		b.inflight.Add(1)
-		for i, w := range c.writes {
-			w.attempts++
-			c.sizes[i], c.seqs[i], c.claims[i] = w.size, w.seq, w.claim
-		}
-		b.send(ctx, c, 0, len(c.writes))
+		b.send(b.callCtx, c, 0, len(c.writes))
 		b.inflight.Add(-1)
 		o.results <- c
 	}
 }
 
-// send writes c.writes[lo:hi] with one BatchWriteItem call and sets each write's outcome. A batch
-// that draws a ValidationException is split in halves, within the same call slot, until each
-// offending write stands alone, so that only the offenders fail.
+// send writes c.writes[lo:hi] with one BatchWriteItem call and sets each write's outcome. A
+// request that fails for good is split so that only the offenders fail: first by table, so that
+// a missing or forbidden table fails only its own writes, then, on a ValidationException, in
+// halves until each offending write stands alone. n writes that are all refused take at most 2n
+// calls.
 func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	ws := c.writes[lo:hi]
-	// The buffers hold one request at a time: a split sends its halves one after the other.
-	reqs, puts, dels := c.reqs[:0], c.puts[:0], c.dels[:0]
+	items := make(map[string][]types.WriteRequest, 1)
 	for _, w := range ws {
-		if w.del {
-			dels = append(dels, types.DeleteRequest{Key: w.item})
-			reqs = append(reqs, types.WriteRequest{DeleteRequest: &dels[len(dels)-1]})
-		} else {
-			puts = append(puts, types.PutRequest{Item: w.item})
-			reqs = append(reqs, types.WriteRequest{PutRequest: &puts[len(puts)-1]})
-		}
+		items[w.t.name] = append(items[w.t.name], w.request())
 	}
-	c.items[b.table] = reqs
 	c.requests++
-	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: c.items})
-	outcomes := c.outcomes[lo:hi]
+	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: items})
 	if err == nil {
-		left := out.UnprocessedItems[b.table]
-		var unprocessed map[itemKey]bool
-		if len(left) > 0 && len(left) < len(ws) {
-			unprocessed = make(map[itemKey]bool, len(left))
-			for _, r := range left {
-				if k, ok := b.requestKey(r); ok {
-					unprocessed[k] = true
-				}
-			}
-		}
-		for i, w := range ws {
-			// Only a write that did not land is read again: most calls leave none.
-			if len(left) >= len(ws) || unprocessed != nil && unprocessed[w.key] {
-				outcomes[i], w.err = again, ErrUnprocessed
-				continue
-			}
-			outcomes[i] = landed
-			// The owner ends w's claim without reading w: let go of the item here, where w is
-			// in the cache, so that the ring keeps no item alive.
-			w.letGo()
+		for _, g := range groups(ws, lo) {
+			c.unprocessed(g[0], g[1], out.UnprocessedItems[c.writes[g[0]].t.name])
 		}
 		return
 	}
@@ -162,18 +83,78 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	if throttled {
 		c.throttled++
 	}
-	if !retryable && len(ws) > 1 && isValidation(err) && ctx.Err() == nil {
-		h := lo + len(ws)/2
-		b.send(ctx, c, lo, h)
-		b.send(ctx, c, h, hi)
-		return
+	if !retryable && len(ws) > 1 && ctx.Err() == nil {
+		if len(items) > 1 {
+			for _, g := range groups(ws, lo) {
+				b.send(ctx, c, g[0], g[1])
+			}
+			return
+		}
+		if isValidation(err) {
+			h := lo + len(ws)/2
+			b.send(ctx, c, lo, h)
+			b.send(ctx, c, h, hi)
+			return
+		}
 	}
 	o := failed
 	if retryable {
 		o = again
 	}
-	for i, w := range ws {
-		outcomes[i], w.err = o, err
+	for i := lo; i < hi; i++ {
+		c.outcomes[i], c.errs[i] = o, err
+	}
+}
+
+// groups returns the bounds [from, to) in c.writes of each table's writes in ws, which starts at
+// c.writes[lo].
+func groups(ws []*write, lo int) [][2]int {
+	var gs [][2]int
+	for i := 0; i < len(ws); {
+		j := i + 1
+		for j < len(ws) && ws[j].t == ws[i].t {
+			j++
+		}
+		gs = append(gs, [2]int{lo + i, lo + j})
+		i = j
+	}
+	return gs
+}
+
+// unprocessed sets the outcomes of c.writes[lo:hi], one table's writes in a call that succeeded,
+// from the requests DynamoDB handed back for that table: those are sent again, the rest landed.
+// When a request handed back matches none of the writes, every write of the table in the call is
+// sent again: which one it stands for cannot be known, and a put or delete that lands twice does
+// no harm (a newer write to its key waits behind it), while one counted as written when it was
+// not would be lost.
+func (c *call) unprocessed(lo, hi int, left []types.WriteRequest) {
+	if len(left) == 0 {
+		return // all landed; the outcomes are landed already
+	}
+	ws := c.writes[lo:hi]
+	back := make([]bool, len(ws))
+	if len(left) < len(ws) {
+		t := ws[0].t
+		at := make(map[itemKey]int, len(ws))
+		for i, w := range ws {
+			at[w.key] = i
+		}
+		for _, r := range left {
+			k, ok := t.requestKey(r)
+			i, sent := at[k]
+			if !ok || !sent {
+				back = nil
+				break
+			}
+			back[i] = true
+		}
+	} else {
+		back = nil
+	}
+	for i := range ws {
+		if back == nil || back[i] {
+			c.outcomes[lo+i], c.errs[lo+i] = again, ErrUnprocessed
+		}
 	}
 }
 

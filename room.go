@@ -5,26 +5,27 @@ import (
 	"slices"
 )
 
-// add accepts w, a write from the ring, once there is room: it takes a sequence number and
-// hands w to the owner. A write it does not accept hands its ring claim back to the owner.
+// room is what MaxBuffered and MaxBufferedBytes count: writes and their bytes of item size.
+type room struct{ n, bytes int }
+
+func (r *room) add(o room) { r.n += o.n; r.bytes += o.bytes }
+
+func (r *room) sub(o room) { r.n -= o.n; r.bytes -= o.bytes }
+
+// add accepts w once there is room: it takes a sequence number and hands w to the owner.
 //
 // Room goes to the callers in the order they came: while any caller waits, a new one waits in
 // line behind it even if the write would fit, and the owner accepts the waiting writes in line
 // order as room frees up (admit). So a large write is never starved by a stream of small ones,
-// and no caller waits while others that came later are accepted. A write that waits moves to the
-// heap first and hands its claim back: a claim held while it waits would hold up the ring's reuse
-// of every later write.
+// and no caller waits while others that came later are accepted.
 func (b *Batcher) add(ctx context.Context, w *write) error {
 	if err := ctx.Err(); err != nil {
-		b.mu.Lock()
-		b.refuse(w)
-		b.mu.Unlock()
 		return err
 	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return ErrClosed // after Close the ring's claims need not end
+		return ErrClosed
 	}
 	if len(b.line) == 0 && b.fits(w) {
 		b.accept(w)
@@ -34,13 +35,6 @@ func (b *Batcher) add(ctx context.Context, w *write) error {
 			b.nudge()
 		}
 		return nil
-	}
-	if w.claim != 0 {
-		h := new(write)
-		*h = *w
-		h.claim = 0
-		b.refuse(w)
-		w = h
 	}
 	rw := &roomWaiter{w: w, ready: make(chan struct{})}
 	b.line = append(b.line, rw)
@@ -74,19 +68,18 @@ type roomWaiter struct {
 	accepted bool          // w is accepted; guarded by b.mu
 }
 
-// fits reports whether there is room for w: it is counted against MaxBuffered and
-// MaxBufferedBytes, except that a write larger than MaxBufferedBytes fits an empty buffer;
-// b.mu must be held.
+// fits reports whether there is room for w, except that a write larger than MaxBufferedBytes
+// fits an empty buffer; b.mu must be held.
 func (b *Batcher) fits(w *write) bool {
-	return b.stats.Buffered < b.opts.MaxBuffered && (b.bytes == 0 || b.bytes+w.size <= b.opts.MaxBufferedBytes)
+	return b.held.n < b.opts.MaxBuffered && (b.held.bytes == 0 || b.held.bytes+w.size <= b.opts.MaxBufferedBytes)
 }
 
 // accept gives w a sequence number, counts it, and hands it to the owner; b.mu must be held.
 func (b *Batcher) accept(w *write) {
 	b.seq++
 	w.seq = b.seq
+	b.held.add(room{1, w.size})
 	b.stats.Buffered++
-	b.bytes += w.size
 	if w.del {
 		b.stats.Deletes++
 	} else {
@@ -99,6 +92,15 @@ func (b *Batcher) accept(w *write) {
 // (wakeAt); b.mu must be held.
 func (b *Batcher) ownerDue() bool { return b.wakeAt > 0 && len(b.incoming) >= b.wakeAt }
 
+// release gives back r, held by writes that have landed, been replaced, or failed and been
+// reported, and lets the callers in line have it; b.mu must be held.
+func (b *Batcher) release(r room) {
+	b.held.sub(r)
+	if len(b.line) > 0 && b.roomForWaiters() && b.admit() && b.ownerDue() {
+		b.nudge()
+	}
+}
+
 // admit accepts the writes waiting in line, in line order, for as long as the first one fits,
 // and wakes their callers; it reports whether it accepted any. b.mu must be held.
 func (b *Batcher) admit() bool {
@@ -110,30 +112,17 @@ func (b *Batcher) admit() bool {
 		close(rw.ready)
 		n++
 	}
-	if n > 0 {
-		k := copy(b.line, b.line[n:])
-		clear(b.line[k:])
-		b.line = b.line[:k]
-	}
+	b.line = slices.Delete(b.line, 0, n)
 	return n > 0
 }
 
-// refuse hands the ring claim of w, which add has not accepted, back to the owner, and lets go
-// of w's item; nothing may read w afterwards. b.mu must be held.
-func (b *Batcher) refuse(w *write) {
-	if w.claim != 0 && !b.closed { // after Close the ring's claims need not end
-		w.letGo()
-		b.refused = append(b.refused, w.claim)
-	}
-}
-
-// roomForWaiters reports whether enough room has freed up to admit the Put calls waiting for it:
-// an eighth of the limits, or an empty buffer. Admitting them for every finished call would make
+// roomForWaiters reports whether enough room has freed up to admit the calls waiting for it: an
+// eighth of the limits, or an empty buffer. Admitting them for every finished call would make
 // every waiting producer run for a handful of writes at a time; b.mu must be held.
 func (b *Batcher) roomForWaiters() bool {
-	if b.stats.Buffered == 0 {
+	if b.held.n == 0 {
 		return true
 	}
-	return b.opts.MaxBuffered-b.stats.Buffered >= max(1, b.opts.MaxBuffered/8) &&
-		b.opts.MaxBufferedBytes-b.bytes >= max(1, b.opts.MaxBufferedBytes/8)
+	return b.opts.MaxBuffered-b.held.n >= max(1, b.opts.MaxBuffered/8) &&
+		b.opts.MaxBufferedBytes-b.held.bytes >= max(1, b.opts.MaxBufferedBytes/8)
 }

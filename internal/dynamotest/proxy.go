@@ -54,6 +54,8 @@ type Proxy struct {
 
 	mu          sync.Mutex
 	unprocessed float64
+	tableShare  map[string]float64 // per table, in place of unprocessed for BatchWriteItem
+	tableCalls  map[string]int     // BatchWriteItem calls that carried writes for the table
 	rules       []*Rule
 	down        bool
 	release     chan struct{}
@@ -67,6 +69,7 @@ func NewProxy(target string) *Proxy {
 		target: strings.TrimRight(target, "/"),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256}},
 		calls:  make(map[string]int), forwarded: make(map[string]int),
+		tableShare: make(map[string]float64), tableCalls: make(map[string]int),
 		release: make(chan struct{}),
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
@@ -88,6 +91,22 @@ func (p *Proxy) SetUnprocessed(share float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.unprocessed = share
+}
+
+// SetTableUnprocessed makes the proxy hand back each write of a BatchWriteItem for table as
+// unprocessed with probability share, in place of SetUnprocessed's share for that table.
+func (p *Proxy) SetTableUnprocessed(table string, share float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tableShare[table] = share
+}
+
+// TableCalls returns how many BatchWriteItem calls that reached the proxy carried writes for
+// table.
+func (p *Proxy) TableCalls(table string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tableCalls[table]
 }
 
 // AddRule adds a fault rule; the first rule that matches a call decides it.
@@ -121,6 +140,8 @@ func (p *Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.unprocessed, p.rules, p.down = 0, nil, false
+	clear(p.tableShare)
+	clear(p.tableCalls)
 	p.release = make(chan struct{})
 	clear(p.calls)
 	clear(p.forwarded)
@@ -211,10 +232,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var withheld map[string]json.RawMessage // table -> what is handed back unprocessed
-	if share > 0 {
+	if op == "BatchWriteItem" {
+		body, withheld, err = p.withholdWrites(body, share)
+		if err != nil {
+			writeError(w, 400, "SerializationException", "proxy: "+err.Error())
+			return
+		}
+	} else if share > 0 {
 		switch op {
-		case "BatchWriteItem":
-			body, withheld, err = withholdWrites(body, share)
 		case "BatchGetItem":
 			body, withheld, err = withholdKeys(body, share)
 		}
@@ -270,9 +295,10 @@ func (p *Proxy) forward(r *http.Request, body []byte) (int, []byte, error) {
 	return resp.StatusCode, out, err
 }
 
-// withholdWrites removes a share of the writes from a BatchWriteItem body. It returns the new
-// body (nil when nothing is left to send) and the writes it removed, by table.
-func withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMessage, error) {
+// withholdWrites removes a share of the writes from a BatchWriteItem body (share, or the table's
+// own share), and counts the call for each table it carries. It returns the new body (nil when
+// nothing is left to send) and the writes it removed, by table.
+func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMessage, error) {
 	var in map[string]json.RawMessage
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, nil, err
@@ -283,10 +309,20 @@ func withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMess
 	}
 	withheld := make(map[string]json.RawMessage)
 	kept := make(map[string][]json.RawMessage)
+	shares := make(map[string]float64, len(items))
+	p.mu.Lock()
+	for table := range items {
+		p.tableCalls[table]++
+		shares[table] = share
+		if s, ok := p.tableShare[table]; ok {
+			shares[table] = s
+		}
+	}
+	p.mu.Unlock()
 	for table, reqs := range items {
 		var keep, back []json.RawMessage
 		for _, r := range reqs {
-			if rand.Float64() < share {
+			if rand.Float64() < shares[table] {
 				back = append(back, r)
 			} else {
 				keep = append(keep, r)
@@ -301,6 +337,9 @@ func withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMess
 	}
 	if len(kept) == 0 {
 		return nil, withheld, nil
+	}
+	if len(withheld) == 0 {
+		return body, nil, nil
 	}
 	in["RequestItems"], _ = json.Marshal(kept)
 	out, err := json.Marshal(in)
@@ -347,6 +386,9 @@ func withholdKeys(body []byte, share float64) ([]byte, map[string]json.RawMessag
 	}
 	if len(kept) == 0 {
 		return nil, withheld, nil
+	}
+	if len(withheld) == 0 {
+		return body, nil, nil
 	}
 	in["RequestItems"], _ = json.Marshal(kept)
 	out, err := json.Marshal(in)
