@@ -2,6 +2,7 @@ package dynaflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 
@@ -32,10 +33,17 @@ func (c *Client) BatchGet(ctx context.Context, table string, keys iter.Seq[Item]
 		fn(&proto)
 	}
 	proto.Keys = nil
+	if table == "" {
+		return errSeq[Item](errors.New("dynaflow: batch get: table name is empty"))
+	}
 	return func(yield func(Item, error) bool) {
 		seen := make(map[string]struct{})
 		chunk := make([]Item, 0, MaxBatchGetKeys)
 		for key := range keys {
+			if len(key) == 0 {
+				yield(nil, fmt.Errorf("dynaflow: batch get %s: a key is nil or empty", table))
+				return
+			}
 			k, err := keyString(key)
 			if err != nil {
 				yield(nil, fmt.Errorf("dynaflow: batch get %s: %w", table, err))

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -267,6 +268,35 @@ func (b *Batcher) PutIn(ctx context.Context, tableName string, item Item) error 
 		return err
 	}
 	return b.put(ctx, t, item)
+}
+
+// PutValue marshals v with attributevalue.MarshalMap and Puts the item; a value that does not
+// marshal to an item (a struct or a map) is refused with an error wrapping ErrInvalidItem and naming v's Go type.
+// The item then goes through Put's checks.
+func (b *Batcher) PutValue(ctx context.Context, v any) error {
+	return b.putValue(ctx, b.table, v)
+}
+
+// PutValueIn is PutValue to table, which must be the Batcher's table or one of
+// BatcherOptions.Tables.
+func (b *Batcher) PutValueIn(ctx context.Context, tableName string, v any) error {
+	t, err := b.lookup(tableName, "put to")
+	if err != nil {
+		return err
+	}
+	return b.putValue(ctx, t, v)
+}
+
+func (b *Batcher) putValue(ctx context.Context, t *table, v any) error {
+	av, err := attributevalue.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: put to table %s: marshal %T: %w", ErrInvalidItem, t.name, v, err)
+	}
+	m, ok := av.(*types.AttributeValueMemberM)
+	if !ok {
+		return fmt.Errorf("%w: put to table %s: a %T marshals to %s, not to an item (a struct or a map)", ErrInvalidItem, t.name, v, typeName(av))
+	}
+	return b.put(ctx, t, m.Value)
 }
 
 func (b *Batcher) put(ctx context.Context, t *table, item Item) error {

@@ -29,6 +29,9 @@ type fakeAPI struct {
 	calls    map[string]int
 	errs     map[string][]error // popped one per call; a nil entry lets the call through
 
+	tables []string    // what ListTables lists, pageSize (or Limit) a page
+	tags   []types.Tag // what ListTagsOfResource lists, pageSize a page
+
 	store     map[string]Item
 	writeLog  []string // "put KEY" or "delete KEY", in the order they were applied
 	sent      map[string]int
@@ -312,6 +315,39 @@ func (f *fakeAPI) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableI
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
 	}}, nil
+}
+
+func (f *fakeAPI) ListTables(ctx context.Context, in *dynamodb.ListTablesInput, _ ...func(*dynamodb.Options)) (*dynamodb.ListTablesOutput, error) {
+	if err := f.begin("ListTables"); err != nil {
+		return nil, err
+	}
+	start := 0
+	if s := aws.ToString(in.ExclusiveStartTableName); s != "" {
+		start = sort.SearchStrings(f.tables, s) + 1
+	}
+	n := f.pageSize
+	if in.Limit != nil {
+		n = int(*in.Limit)
+	}
+	end := min(start+n, len(f.tables))
+	out := &dynamodb.ListTablesOutput{TableNames: f.tables[start:end]}
+	if end < len(f.tables) {
+		out.LastEvaluatedTableName = aws.String(f.tables[end-1])
+	}
+	return out, nil
+}
+
+func (f *fakeAPI) ListTagsOfResource(ctx context.Context, in *dynamodb.ListTagsOfResourceInput, _ ...func(*dynamodb.Options)) (*dynamodb.ListTagsOfResourceOutput, error) {
+	if err := f.begin("ListTagsOfResource"); err != nil {
+		return nil, err
+	}
+	start, _ := strconv.Atoi(aws.ToString(in.NextToken))
+	end := min(start+f.pageSize, len(f.tags))
+	out := &dynamodb.ListTagsOfResourceOutput{Tags: f.tags[start:end]}
+	if end < len(f.tags) {
+		out.NextToken = aws.String(strconv.Itoa(end))
+	}
+	return out, nil
 }
 
 // storeKeys returns the store's keys, sorted.

@@ -21,6 +21,8 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -37,6 +39,8 @@ type API interface {
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	ListTables(ctx context.Context, in *dynamodb.ListTablesInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ListTablesOutput, error)
+	ListTagsOfResource(ctx context.Context, in *dynamodb.ListTagsOfResourceInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ListTagsOfResourceOutput, error)
 }
 
 var _ API = (*dynamodb.Client)(nil)
@@ -78,7 +82,7 @@ func Decode[T any](seq iter.Seq2[Item, error]) iter.Seq2[T, error] {
 				return
 			}
 			if err := attributevalue.UnmarshalMap(item, &v); err != nil {
-				yield(v, fmt.Errorf("dynaflow: decode %T: %w", v, err))
+				yield(v, decodeErr[T](item, err))
 				return
 			}
 			if !yield(v, nil) {
@@ -88,32 +92,46 @@ func Decode[T any](seq iter.Seq2[Item, error]) iter.Seq2[T, error] {
 	}
 }
 
-// page is one call of a paged read: it sends the request that starts at start and returns the
-// output and the key at which the next page starts (nil after the last page).
-type page[O any] func(ctx context.Context, start Item) (out O, next Item, err error)
-
-// paged is one page's output with the key of the page after it.
-type paged[O any] struct {
-	out  O
-	next Item
+// decodeErr says which Go type item did not decode into and, when one attribute alone fails to
+// decode, which: the SDK's error does not say.
+func decodeErr[T any](item Item, err error) error {
+	var v T
+	for _, name := range slices.Sorted(maps.Keys(item)) {
+		var one T
+		if attributevalue.UnmarshalMap(Item{name: item[name]}, &one) != nil {
+			return fmt.Errorf("dynaflow: decode %T: attribute %q: %w", v, name, err)
+		}
+	}
+	return fmt.Errorf("dynaflow: decode %T: %w", v, err)
 }
 
-// walk fetches page after page from start until a page comes back without a next key, and yields
-// each output, empty pages included. A failed call is retried under r when the error is
-// retryable; any other error, or the last one, is yielded once, wrapped with op and table. It
+// page is one call of a paged read: it sends the request that starts at cursor start and returns
+// the output, the cursor of the next page, and whether there is one.
+type page[O, C any] func(ctx context.Context, start C) (out O, next C, more bool, err error)
+
+// paged is one page's output with the cursor of the page after it.
+type paged[O, C any] struct {
+	out  O
+	next C
+	more bool
+}
+
+// walk fetches page after page from start until a page comes back without a next one, and
+// yields each output, empty pages included. A failed call is retried under r when the error is
+// retryable; any other error, or the last one, is yielded once, as "dynaflow: WHAT: ...". It
 // returns at once, sending nothing more, when yield returns false.
-func walk[O any](ctx context.Context, r Retry, op, table string, start Item, fetch page[O], yield func(O, error) bool) {
+func walk[O, C any](ctx context.Context, r Retry, what string, start C, fetch page[O, C], yield func(O, error) bool) {
 	for {
-		p, err := withRetry(ctx, r, func(ctx context.Context) (paged[O], error) {
-			out, next, err := fetch(ctx, start)
-			return paged[O]{out, next}, err
+		p, err := withRetry(ctx, r, func(ctx context.Context) (paged[O, C], error) {
+			out, next, more, err := fetch(ctx, start)
+			return paged[O, C]{out, next, more}, err
 		})
 		if err != nil {
 			var zero O
-			yield(zero, fmt.Errorf("dynaflow: %s %s: %w", op, table, err))
+			yield(zero, fmt.Errorf("dynaflow: %s: %w", what, err))
 			return
 		}
-		if !yield(p.out, nil) || len(p.next) == 0 {
+		if !yield(p.out, nil) || !p.more {
 			return
 		}
 		start = p.next
@@ -142,11 +160,12 @@ func withRetry[T any](ctx context.Context, r Retry, fn func(context.Context) (T,
 }
 
 // flatten turns a sequence of pages into a sequence of the items on them.
-func flatten[O any](pages iter.Seq2[O, error], items func(O) []Item) iter.Seq2[Item, error] {
-	return func(yield func(Item, error) bool) {
+func flatten[O, T any](pages iter.Seq2[O, error], items func(O) []T) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
 		for out, err := range pages {
 			if err != nil {
-				yield(nil, err)
+				var zero T
+				yield(zero, err)
 				return
 			}
 			for _, item := range items(out) {

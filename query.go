@@ -33,17 +33,20 @@ func (c *Client) QueryPages(ctx context.Context, in *dynamodb.QueryInput) iter.S
 		return errSeq[*dynamodb.QueryOutput](errors.New("dynaflow: query: nil *dynamodb.QueryInput"))
 	}
 	table := aws.ToString(in.TableName)
+	if table == "" {
+		return errSeq[*dynamodb.QueryOutput](errors.New("dynaflow: query: TableName is empty"))
+	}
 	req := *in // a copy: each page sets its own ExclusiveStartKey, never the caller's
-	fetch := func(ctx context.Context, start Item) (*dynamodb.QueryOutput, Item, error) {
+	fetch := func(ctx context.Context, start Item) (*dynamodb.QueryOutput, Item, bool, error) {
 		r := req
 		r.ExclusiveStartKey = start
 		out, err := c.api.Query(ctx, &r)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		return out, out.LastEvaluatedKey, nil
+		return out, out.LastEvaluatedKey, len(out.LastEvaluatedKey) > 0, nil
 	}
 	return func(yield func(*dynamodb.QueryOutput, error) bool) {
-		walk(ctx, c.opts.Retry, "query", table, req.ExclusiveStartKey, fetch, yield)
+		walk(ctx, c.opts.Retry, "query "+table, req.ExclusiveStartKey, fetch, yield)
 	}
 }
