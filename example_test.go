@@ -130,7 +130,6 @@ func ExampleClient_NewBatcher() {
 	dyn := newClient(ctx)
 	b, err := dyn.NewBatcher(ctx, "events", func(o *dynaflow.BatcherOptions) {
 		o.FlushInterval = 50 * time.Millisecond
-		o.OnError = func(err error) { log.Printf("events: %v", err) } // as failures happen
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -141,7 +140,7 @@ func ExampleClient_NewBatcher() {
 		"seq":    &types.AttributeValueMemberN{Value: "1"},
 	})
 	if err != nil {
-		log.Print(err) // a bad item (ErrInvalidItem, ErrItemTooLarge), ctx ended while full, or ErrClosed
+		log.Print(err) // a bad item (ErrInvalidItem, ErrItemTooLarge), ctx.Err(), or ErrClosed
 	}
 	// At shutdown: write everything outstanding, within a deadline.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -153,6 +152,114 @@ func ExampleClient_NewBatcher() {
 				log.Printf("not written: %v", f.Err) // f.Request holds the write, to retry or park
 			}
 		}
+	}
+}
+
+// A struct with dynamodbav tags, written with PutValue and read back with Query and Decode: the
+// README's first example.
+func Example() {
+	type Order struct {
+		Customer string  `dynamodbav:"customer"` // the table's partition key
+		ID       string  `dynamodbav:"order_id"` // its sort key
+		Total    float64 `dynamodbav:"total"`
+	}
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dyn := dynaflow.New(dynamodb.NewFromConfig(cfg))
+
+	b, err := dyn.NewBatcher(ctx, "orders") // learns the key from DescribeTable
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range 100 {
+		if err := b.PutValue(ctx, Order{Customer: "c-42", ID: fmt.Sprintf("o-%03d", i), Total: 9.5}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := b.Close(ctx); err != nil { // writes everything; a *WriteError names what did not land
+		log.Fatal(err)
+	}
+
+	q := &dynamodb.QueryInput{
+		TableName:                 aws.String("orders"),
+		KeyConditionExpression:    aws.String("customer = :c"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": &types.AttributeValueMemberS{Value: "c-42"}},
+	}
+	for o, err := range dynaflow.Decode[Order](dyn.Query(ctx, q)) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(o.ID, o.Total)
+	}
+}
+
+// One Batcher feeding two tables: writes for both share BatchWriteItem calls, and a table that
+// throttles is slowed on its own.
+func ExampleBatcher_PutIn() {
+	ctx := context.Background()
+	dyn := newClient(ctx)
+	b, err := dyn.NewBatcher(ctx, "orders", func(o *dynaflow.BatcherOptions) {
+		o.Tables = map[string][]string{"order_events": nil} // nil: read its key with DescribeTable
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	order := dynaflow.Item{"customer": &types.AttributeValueMemberS{Value: "c-42"}, "order_id": &types.AttributeValueMemberS{Value: "o-1"}}
+	event := dynaflow.Item{"order_id": &types.AttributeValueMemberS{Value: "o-1"}, "at": &types.AttributeValueMemberN{Value: "1700000000"}}
+	if err := b.Put(ctx, order); err != nil { // to "orders"
+		log.Fatal(err)
+	}
+	if err := b.PutIn(ctx, "order_events", event); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		var we *dynaflow.WriteError
+		if errors.As(err, &we) {
+			for _, f := range we.Failures {
+				log.Printf("not written to %s: %v", f.Table, f.Err)
+			}
+		}
+	}
+}
+
+func ExampleClient_ListTables() {
+	ctx := context.Background()
+	dyn := newClient(ctx)
+	for name, err := range dyn.ListTables(ctx, nil) {
+		if err != nil {
+			log.Fatal(err) // "dynaflow: list tables: ..."
+		}
+		fmt.Println(name)
+	}
+}
+
+// Splitting one export over three machines: each runs its share of the segments and records
+// every segment's state after each page, so that a crashed share resumes where it stopped.
+func ExampleClient_ParallelScanPages() {
+	ctx := context.Background()
+	dyn := newClient(ctx)
+	const total, machines, me = 30, 3, 1 // this is machine 1 of 0..2
+	var mine []int
+	for s := me; s < total; s += machines {
+		mine = append(mine, s)
+	}
+	// From the last run's checkpoint, if any: each unfinished segment's last key (leave the
+	// segments it records as done out of mine).
+	saved := map[int]dynaflow.Item{}
+	in := &dynamodb.ScanInput{TableName: aws.String("orders")}
+	for p, err := range dyn.ParallelScanPages(ctx, in, total, func(o *dynaflow.ParallelScanOptions) {
+		o.Segments, o.StartKeys = mine, saved
+	}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, item := range p.Output.Items {
+			_ = item // write it out
+		}
+		saved[p.Segment] = p.Output.LastEvaluatedKey // nil: segment done; save the checkpoint now
 	}
 }
 

@@ -32,8 +32,10 @@ func TestIntegrationListTables(t *testing.T) {
 	if calls := e.proxy.Calls("ListTables") - before; calls < len(names) {
 		t.Errorf("%d names in %d calls with Limit 1; want a page a name", len(names), calls)
 	}
-	if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
-		t.Errorf("names are not each listed once, in order: %v", names)
+	// Each once (DynamoDB lists in name order; moto in creation order, so order is not checked).
+	sorted := slices.Sorted(slices.Values(names))
+	if len(slices.Compact(sorted)) != len(names) {
+		t.Errorf("names are not each listed once: %v", names)
 	}
 	before = e.proxy.Calls("ListTables")
 	for range e.dyn.ListTables(context.Background(), &dynamodb.ListTablesInput{Limit: aws.Int32(1)}) {

@@ -26,8 +26,8 @@ import (
 func main() {
 	testing.Init()
 	var c config
-	flag.IntVar(&c.trials, "trials", 7, "runs of each benchmark; the median is kept")
-	flag.IntVar(&c.cpuTrials, "cpu-trials", 15, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
+	flag.IntVar(&c.trials, "trials", 5, "runs of each benchmark; the median is kept")
+	flag.IntVar(&c.cpuTrials, "cpu-trials", 5, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
 	flag.IntVar(&c.heapWrites, "heap-writes", 1_000_000, "writes for the peak-heap row")
 	flag.IntVar(&c.splitWrites, "split-writes", 20*bench.SplitChunk, "writes a side in each trial of a write comparison at 0 ms (twenty turns a side by default)")
 	flag.Parse()
