@@ -16,9 +16,10 @@ test: tools
 		DYNAFLOW_BACKEND=$$b $(GO) test -race -count=1 ./...; \
 	done
 
-## demo: run the firehose example against a local server (or $$DYNAMODB_ENDPOINT / $$AWS_ENDPOINT_URL_DYNAMODB)
+## demo: run the firehose example against a local server started for it, behind a fault proxy
 demo: tools
-	$(GO) run ./examples/firehose
+	$(GO) build -o .tools/firehose ./examples/firehose
+	$(GO) run ./internal/dynamotest/withserver -unprocessed 0.2 .tools/firehose
 
 ## bench: the side-by-side benchmarks of issue 4, as one table
 bench:

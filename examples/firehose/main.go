@@ -3,8 +3,10 @@
 // Batcher, reads every stream back with dyn.Query, and prints what was written, how fast, and
 // what was retried or failed.
 //
-// It runs against the server in DYNAMODB_ENDPOINT or AWS_ENDPOINT_URL_DYNAMODB, or else starts a
-// local one (dynalite or moto, as the tests do) and stops it at the end: `make demo`.
+// Its client comes from the SDK's standard configuration, as any service's would; for a local
+// server it sets the endpoint, a region and placeholder credentials, as the README shows.
+// `make demo` starts a local server (with a fault proxy in front that hands back a fifth of the
+// writes) and runs it with AWS_ENDPOINT_URL_DYNAMODB pointing there.
 package main
 
 import (
@@ -24,19 +26,20 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynaflow-go/dynaflow"
-	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
 func main() {
 	events := flag.Int("events", 20000, "events to send")
 	producers := flag.Int("producers", 32, "concurrent producers (stand-ins for HTTP clients)")
 	streams := flag.Int("streams", 8, "event streams (partition keys)")
-	unprocessed := flag.Float64("unprocessed", 0.2, "share of writes the fault proxy hands back unprocessed (0 for none)")
+	endpoint := flag.String("endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB endpoint; empty: the SDK's default for the region")
 	flag.Parse()
-	if err := run(*events, *producers, *streams, *unprocessed); err != nil {
+	if err := run(*events, *producers, *streams, *endpoint); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -78,31 +81,54 @@ func handler(b *dynaflow.Batcher) http.Handler {
 	})
 }
 
-func run(events, producers, streams int, unprocessed float64) error {
-	ctx := context.Background()
-	srv, err := dynamotest.FromEnv(ctx)
+// newAPI returns a DynamoDB client from the SDK's standard configuration. For a local server it
+// also sets the endpoint, and a region and placeholder credentials unless the environment has
+// them: a local server accepts any, and without them the SDK would look for an instance role.
+func newAPI(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if endpoint != "" {
+		opts = append(opts, config.WithBaseEndpoint(endpoint))
+		if os.Getenv("AWS_REGION") == "" {
+			opts = append(opts, config.WithRegion("us-east-1"))
+		}
+		if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+			opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+		}
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return fmt.Errorf("no DynamoDB-protocol server: %w\n%s", err, dynamotest.HowToGetOne)
+		return nil, err
 	}
-	defer srv.Stop()
-	fmt.Printf("server: %s at %s\n", srv.Backend, srv.Endpoint)
+	return dynamodb.NewFromConfig(cfg), nil
+}
 
-	endpoint := srv.Endpoint
-	if unprocessed > 0 {
-		// A fault proxy plays DynamoDB under load: it hands back a share of every batch.
-		proxy := dynamotest.NewProxy(srv.Endpoint)
-		defer proxy.Close()
-		proxy.SetUnprocessed(unprocessed)
-		endpoint = proxy.URL
-		fmt.Printf("fault proxy: %.0f%% of writes handed back as UnprocessedItems\n", unprocessed*100)
-	}
-	api := dynamotest.NewClient(endpoint)
-	table := dynamotest.TableName("firehose")
-	if err := dynamotest.CreateTable(ctx, api, table,
-		dynamotest.Key{Name: "stream", Type: types.ScalarAttributeTypeS},
-		&dynamotest.Key{Name: "seq", Type: types.ScalarAttributeTypeN}); err != nil {
+func run(events, producers, streams int, endpoint string) error {
+	ctx := context.Background()
+	api, err := newAPI(ctx, endpoint)
+	if err != nil {
 		return err
 	}
+	table := fmt.Sprintf("firehose-%d", time.Now().UnixNano())
+	_, err = api.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   aws.String(table),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("stream"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("seq"), AttributeType: types.ScalarAttributeTypeN},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("stream"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("seq"), KeyType: types.KeyTypeRange},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", table, err)
+	}
+	defer api.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	if err := dynamodb.NewTableExistsWaiter(api).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, time.Minute); err != nil {
+		return err
+	}
+	fmt.Printf("table: %s\n", table)
 
 	dyn := dynaflow.New(api)
 	var reported atomic.Int64
