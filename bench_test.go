@@ -95,3 +95,26 @@ func BenchmarkPeakHeap(b *testing.B) {
 	b.ReportMetric(float64(peak-min(base, peak))/(1<<20), "growth-MiB")
 	b.ReportMetric(float64(dynaflow.DefaultMaxBufferedBytes+32<<20)/(1<<20), "limit-MiB")
 }
+
+// BenchmarkTwoTables writes to two tables through one Batcher at 10 ms a call, beside one table.
+func BenchmarkTwoTables(b *testing.B) {
+	e := bench.NewEnv(10*time.Millisecond, 1, 1)
+	defer e.Close()
+	b.Run("tables=1", func(b *testing.B) { bench.BatcherWrites(b, e, 8, 4) })
+	b.Run("tables=2", func(b *testing.B) { bench.TwoTableWrites(b, e, 8, 4) })
+}
+
+// BenchmarkFailingPeakHeap sends b.N writes that all fail through a Batcher with the default
+// limits, the failures reported by OnError or returned by Flush, and reports the peak heap.
+func BenchmarkFailingPeakHeap(b *testing.B) {
+	for _, onError := range []bool{true, false} {
+		b.Run(fmt.Sprintf("onError=%v", onError), func(b *testing.B) {
+			base, peak, err := bench.FailingPeakHeap(b.N, onError)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+			b.ReportMetric(float64(peak-min(base, peak))/(1<<20), "growth-MiB")
+		})
+	}
+}

@@ -6,8 +6,6 @@ package bench
 import (
 	"context"
 	"iter"
-	"runtime"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,47 +334,23 @@ func FullScan(b *testing.B, e *Env, segments int) {
 // sampled every millisecond.
 func PeakHeap(e *Env, writes int, stall time.Duration) (base, peak uint64, err error) {
 	ctx := context.Background()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	runtime.GC()
-	metrics.Read(sample)
-	base = sample[0].Value.Uint64()
-	w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
-		o.KeyAttributes = []string{"pk"}
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	var peakHeap atomic.Uint64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(sample)
-			if v := sample[0].Value.Uint64(); v > peakHeap.Load() {
-				peakHeap.Store(v)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
+	return sampleHeap(func() error {
+		w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
+			o.KeyAttributes = []string{"pk"}
+		})
+		if err != nil {
+			return err
 		}
-	}()
-	e.Sink.Stall()
-	release := time.AfterFunc(stall, e.Sink.Release)
-	defer release.Stop()
-	// A fresh item per write, as a service builds them.
-	putErr := spreadBlocks(writes, 8, putBlock, func(i int) error { return w.Put(ctx, Event(i)) })
-	err = w.Close(ctx)
-	close(done)
-	<-sampled
-	if err == nil {
-		err = putErr
-	}
-	return base, peakHeap.Load(), err
+		e.Sink.Stall()
+		release := time.AfterFunc(stall, e.Sink.Release)
+		defer release.Stop()
+		// A fresh item per write, as a service builds them.
+		putErr := spreadBlocks(writes, 8, putBlock, func(i int) error { return w.Put(ctx, Event(i)) })
+		if err := w.Close(ctx); err != nil {
+			return err
+		}
+		return putErr
+	})
 }
 
 // spread runs fn(0) to fn(n-1) on workers goroutines, each taking the next index as it is free,

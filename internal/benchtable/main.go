@@ -61,6 +61,19 @@ func run(w io.Writer, c config) error {
 	limit := float64(dynaflow.DefaultMaxBufferedBytes+32<<20) / (1 << 20)
 	heapRow := fmt.Sprintf("| 5 | peak heap, %d writes, server stalled 0.5 s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
 		c.heapWrites, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+	// The same, with every write failing: the failures hold the room until they are reported.
+	for _, onError := range []bool{true, false} {
+		base, peak, err := bench.FailingPeakHeap(c.heapWrites, onError)
+		if err != nil {
+			return fmt.Errorf("peak heap, all failing: %w", err)
+		}
+		how := "reported by OnError"
+		if !onError {
+			how = "returned by Flush, called in a loop"
+		}
+		heapRow += fmt.Sprintf("\n| 5 | peak heap, %d writes that all fail, %s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
+			c.heapWrites, how, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+	}
 	heapTook := time.Since(start)
 
 	fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
@@ -87,6 +100,13 @@ func run(w io.Writer, c config) error {
 			r, span(rs), bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.9))
 		allocRow(delay, k, bat.BenchmarkResult, raw.BenchmarkResult)
 	}
+	// Two tables in one Batcher: the writes share the calls, so the rate is one table's.
+	two, single, rs := t.pair(
+		func(b *testing.B) { bench.TwoTableWrites(b, e, 8, 4) },
+		func(b *testing.B) { bench.BatcherWrites(b, e, 8, 4) })
+	r := rs[len(rs)/2]
+	fmt.Fprintf(w, "| 6 | writes/s, %v delay, MaxInFlight 8: two tables in one Batcher vs one table | %.0f | %.0f (one table) | %.3f (trials %s) | %s ≥ 0.95 |\n",
+		delay, two.rate("writes/s"), single.rate("writes/s"), r, span(rs), verdict(r >= 0.95))
 	e.Close()
 
 	// At 0 ms both cores are busy and the rate is the inverse of the CPU spent per write, which
