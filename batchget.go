@@ -78,9 +78,18 @@ func (c *Client) getChunk(ctx context.Context, table string, proto *types.KeysAn
 	for idle := 0; len(keys) > 0; {
 		ka := *proto
 		ka.Keys = keys
-		in := &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{table: ka}}
+		in := &dynamodb.BatchGetItemInput{
+			RequestItems:           map[string]types.KeysAndAttributes{table: ka},
+			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
+		}
 		out, err := withRetry(ctx, r, func(ctx context.Context) (*dynamodb.BatchGetItemOutput, error) {
-			return c.api.BatchGetItem(ctx, in)
+			out, err := c.api.BatchGetItem(ctx, in)
+			if err != nil {
+				c.countRead(0, nil, err)
+				return nil, err
+			}
+			c.countRead(len(out.Responses[table]), out.ConsumedCapacity, nil)
+			return out, nil
 		})
 		if err != nil {
 			return fail(err)

@@ -69,6 +69,11 @@ type BatcherOptions struct {
 	// Tables are further tables this Batcher writes to with PutIn and DeleteIn, each with its key
 	// attribute names; an empty list means NewBatcher reads that table's key with DescribeTable.
 	Tables map[string][]string
+
+	// OnBatch, when set, is called after every BatchWriteItem call, from the Batcher's own
+	// goroutine, in order: keep it quick, as no write moves while it runs. It may call Stats, but
+	// not Put, Delete, Flush or Close.
+	OnBatch func(BatchResult)
 }
 
 // WriteError reports the writes that could not land. Flush and Close return one, and OnError is
@@ -106,10 +111,27 @@ func (e *WriteError) Unwrap() []error {
 // Stats are a Batcher's counters, all tables together. Every accepted write (Puts + Deletes)
 // ends as Written, Failed or Coalesced, or is still Buffered: a snapshot always adds up. InFlight
 // is the number of BatchWriteItem calls under way; Requests counts every call made, the parts of
-// a split batch included; Throttled counts the calls that DynamoDB throttled.
+// a split batch included; Throttled counts the calls that DynamoDB throttled, and
+// ThrottledWrites the writes handed back unprocessed or in a throttled call.
+//
+// WriteUnits adds up the write capacity units DynamoDB reported consumed, tables and indexes
+// together (every call asks for ReturnConsumedCapacity INDEXES). It is what the server reported:
+// DynamoDB and DynamoDB Local report by DynamoDB's rules, dynalite counts tables but not indexes,
+// and moto reports 1 a call whatever it wrote.
 type Stats struct {
 	Puts, Deletes, Written, Coalesced, Retried, Throttled, Failed, Requests int64
+	ThrottledWrites                                                         int64
+	WriteUnits                                                              float64
 	Buffered, InFlight                                                      int
+}
+
+// BatchResult is what one BatchWriteItem call did, for BatcherOptions.OnBatch.
+type BatchResult struct {
+	Tables      map[string]int           // writes landed in this call, per table
+	Unprocessed int                      // writes handed back
+	Consumed    []types.ConsumedCapacity // as DynamoDB reported it, per table, with its indexes
+	Duration    time.Duration            // from sending the request to its answer
+	Err         error                    // the call's error, if it failed
 }
 
 // A Batcher writes items in the background to one table, or several, in BatchWriteItem calls of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -18,8 +19,10 @@ type call struct {
 	outcomes  []outcome // outcomes[i] is what became of writes[i]
 	errs      []error   // errs[i] is why writes[i] did not land
 	sentAt    time.Time
-	throttled int64 // calls throttled
-	requests  int64 // calls made
+	results   []BatchResult // one per BatchWriteItem request made, in order
+	throttled int64         // requests throttled
+	backs     int64         // writes handed back unprocessed or in a throttled request
+	units     float64       // capacity units DynamoDB reported consumed
 }
 
 // outcome is what became of a write in one call.
@@ -67,21 +70,52 @@ func (o *owner) worker() {
 // calls.
 func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	ws := c.writes[lo:hi]
+	// One allocation each for the request's parts, not one per write.
+	reqs := make([]types.WriteRequest, len(ws))
+	puts := make([]types.PutRequest, len(ws))
 	items := make(map[string][]types.WriteRequest, 1)
-	for _, w := range ws {
-		items[w.t.name] = append(items[w.t.name], w.request())
+	for i, w := range ws {
+		if w.del {
+			reqs[i].DeleteRequest = &types.DeleteRequest{Key: w.item}
+		} else {
+			puts[i].Item = w.item
+			reqs[i].PutRequest = &puts[i]
+		}
 	}
-	c.requests++
-	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: items})
+	for _, g := range groups(ws, lo) {
+		items[c.writes[g[0]].t.name] = reqs[g[0]-lo : g[1]-lo : g[1]-lo]
+	}
+	start := time.Now()
+	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
+		RequestItems:           items,
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
+	})
+	res := BatchResult{Duration: time.Since(start), Err: err}
 	if err == nil {
 		for _, g := range groups(ws, lo) {
 			c.unprocessed(g[0], g[1], out.UnprocessedItems[c.writes[g[0]].t.name])
 		}
+		res.Tables = make(map[string]int, len(items))
+		for i := lo; i < hi; i++ {
+			if c.outcomes[i] == landed {
+				res.Tables[c.writes[i].t.name]++
+			} else {
+				res.Unprocessed++
+			}
+		}
+		res.Consumed = out.ConsumedCapacity
+		for _, cc := range out.ConsumedCapacity {
+			c.units += aws.ToFloat64(cc.CapacityUnits)
+		}
+		c.backs += int64(res.Unprocessed)
+		c.results = append(c.results, res)
 		return
 	}
+	c.results = append(c.results, res)
 	retryable, throttled := classify(err)
 	if throttled {
 		c.throttled++
+		c.backs += int64(len(ws))
 	}
 	if !retryable && len(ws) > 1 && ctx.Err() == nil {
 		if len(items) > 1 {

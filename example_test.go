@@ -236,6 +236,37 @@ func ExampleClient_ListTables() {
 	}
 }
 
+func ExampleClient_ListTagsOfResource() {
+	ctx := context.Background()
+	dyn := newClient(ctx)
+	in := &dynamodb.ListTagsOfResourceInput{ResourceArn: aws.String("arn:aws:dynamodb:us-east-1:123456789012:table/orders")}
+	for tag, err := range dyn.ListTagsOfResource(ctx, in) {
+		if err != nil {
+			log.Fatal(err) // "dynaflow: list tags arn:...: ..."
+		}
+		fmt.Println(aws.ToString(tag.Key), aws.ToString(tag.Value))
+	}
+}
+
+// Deletes go through the same Batcher as puts, in the same calls, last write per key winning.
+func ExampleBatcher_DeleteIn() {
+	ctx := context.Background()
+	dyn := newClient(ctx)
+	b, err := dyn.NewBatcher(ctx, "orders", func(o *dynaflow.BatcherOptions) {
+		o.Tables = map[string][]string{"order_events": {"order_id", "at"}} // checked against DescribeTable
+	})
+	if err != nil {
+		log.Fatal(err) // a missing table, or names that are not its key
+	}
+	key := dynaflow.Item{"order_id": &types.AttributeValueMemberS{Value: "o-1"}, "at": &types.AttributeValueMemberN{Value: "1700000000"}}
+	if err := b.DeleteIn(ctx, "order_events", key); err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
 // Splitting one export over three machines: each runs its share of the segments and records
 // every segment's state after each page, so that a crashed share resumes where it stopped.
 func ExampleClient_ParallelScanPages() {

@@ -91,7 +91,8 @@ type flushWaiter struct {
 type owner struct {
 	b       *Batcher
 	keys    map[wkey]*keyState
-	tables  []*table // by name; each batch starts with the next one in turn
+	spare   []*keyState // let go, to reuse: one allocation less per write
+	tables  []*table    // by name; each batch starts with the next one in turn
 	turn    int
 	delays  delays
 	waiters []*flushWaiter
@@ -112,7 +113,7 @@ type owner struct {
 
 	// Changes not yet published to the Batcher.
 	dirty    bool
-	delta    Stats // Written, Failed, Coalesced, Retried, Throttled, Requests
+	delta    Stats // the counters, not Puts, Deletes, Buffered and InFlight
 	ended    int   // writes that ended: landed, failed or replaced
 	freed    room  // what the landed and replaced ones held
 	failures []Failure
@@ -252,7 +253,7 @@ func (o *owner) accept(w *write, now time.Time) {
 	k := wkey{w.t, w.key}
 	ks := o.keys[k]
 	if ks == nil {
-		ks = &keyState{key: k}
+		ks = o.newKeyState(k)
 		o.keys[k] = ks
 	}
 	if old := ks.next; old != nil {
@@ -261,6 +262,27 @@ func (o *owner) accept(w *write, now time.Time) {
 	ks.next = w
 	if ks.inflight == nil && !ks.queued {
 		o.enqueueFresh(ks, now)
+	}
+}
+
+// newKeyState returns an empty keyState for k, reusing one that was let go. A delayed write may
+// still name a reused keyState; it finds another write in it, and knows it was replaced.
+func (o *owner) newKeyState(k wkey) *keyState {
+	if n := len(o.spare); n > 0 {
+		ks := o.spare[n-1]
+		o.spare = o.spare[:n-1]
+		ks.key = k
+		return ks
+	}
+	return &keyState{key: k}
+}
+
+// dropKeyState lets ks go: its key has nothing outstanding.
+func (o *owner) dropKeyState(ks *keyState) {
+	delete(o.keys, ks.key)
+	if len(o.spare) < o.b.opts.MaxBuffered {
+		*ks = keyState{}
+		o.spare = append(o.spare, ks)
 	}
 }
 
@@ -416,7 +438,14 @@ func (o *owner) complete(c *call, now time.Time) {
 	o.inflight--
 	o.dirty = true
 	o.delta.Throttled += c.throttled
-	o.delta.Requests += c.requests
+	o.delta.Requests += int64(len(c.results))
+	o.delta.ThrottledWrites += c.backs
+	o.delta.WriteUnits += c.units
+	if fn := b.opts.OnBatch; fn != nil {
+		for _, r := range c.results {
+			fn(r)
+		}
+	}
 	sent, back := make(map[*table]int, 1), make(map[*table]int, 1) // per table in the call
 	for i, w := range c.writes {
 		ks := o.keys[wkey{w.t, w.key}]
@@ -449,7 +478,7 @@ func (o *owner) complete(c *call, now time.Time) {
 			o.enqueueFresh(ks, now) // the newer write waited behind this one
 		}
 		if ks.next == nil && ks.inflight == nil {
-			delete(o.keys, ks.key)
+			o.dropKeyState(ks)
 		}
 	}
 	for t, n := range sent {
@@ -586,6 +615,8 @@ func (o *owner) publish() {
 		st.Retried += o.delta.Retried
 		st.Throttled += o.delta.Throttled
 		st.Requests += o.delta.Requests
+		st.ThrottledWrites += o.delta.ThrottledWrites
+		st.WriteUnits += o.delta.WriteUnits
 		st.Buffered -= o.ended
 		var r report
 		if len(o.failures) > 0 {

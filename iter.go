@@ -23,7 +23,9 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -57,6 +59,48 @@ type Options struct {
 type Client struct {
 	api  API
 	opts Options
+
+	readMu sync.Mutex
+	reads  ReadStats
+}
+
+// ReadStats are a Client's counters for its reads (Query, Scan, ParallelScan, BatchGet) since
+// New: requests sent, items returned, requests throttled, and the read capacity units DynamoDB
+// reported consumed, tables and indexes together. Every read asks for ReturnConsumedCapacity
+// INDEXES unless its input chose otherwise; what servers other than DynamoDB report varies (moto
+// reports 1 a call).
+type ReadStats struct {
+	Requests, Items, Throttled int64
+	ReadUnits                  float64
+}
+
+// ReadStats returns a snapshot of the Client's read counters.
+func (c *Client) ReadStats() ReadStats {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.reads
+}
+
+// countRead adds one read request's outcome to the Client's counters.
+func (c *Client) countRead(items int, consumed []types.ConsumedCapacity, err error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	c.reads.Requests++
+	c.reads.Items += int64(items)
+	if _, throttled := classify(err); throttled {
+		c.reads.Throttled++
+	}
+	for _, cc := range consumed {
+		c.reads.ReadUnits += aws.ToFloat64(cc.CapacityUnits)
+	}
+}
+
+// consumedDefault is what a read asks for when its input leaves ReturnConsumedCapacity unset.
+func consumedDefault(v types.ReturnConsumedCapacity) types.ReturnConsumedCapacity {
+	if v == "" {
+		return types.ReturnConsumedCapacityIndexes
+	}
+	return v
 }
 
 // New returns a Client that sends its requests through api, usually a *dynamodb.Client made with
@@ -183,4 +227,12 @@ func errSeq[T any](err error) iter.Seq2[T, error] {
 		var zero T
 		yield(zero, err)
 	}
+}
+
+// consumedOne returns a page's ConsumedCapacity as a list, empty when there is none.
+func consumedOne(cc *types.ConsumedCapacity) []types.ConsumedCapacity {
+	if cc == nil {
+		return nil
+	}
+	return []types.ConsumedCapacity{*cc}
 }

@@ -37,13 +37,16 @@ func (c *Client) QueryPages(ctx context.Context, in *dynamodb.QueryInput) iter.S
 		return errSeq[*dynamodb.QueryOutput](errors.New("dynaflow: query: TableName is empty"))
 	}
 	req := *in // a copy: each page sets its own ExclusiveStartKey, never the caller's
+	req.ReturnConsumedCapacity = consumedDefault(req.ReturnConsumedCapacity)
 	fetch := func(ctx context.Context, start Item) (*dynamodb.QueryOutput, Item, bool, error) {
 		r := req
 		r.ExclusiveStartKey = start
 		out, err := c.api.Query(ctx, &r)
 		if err != nil {
+			c.countRead(0, nil, err)
 			return nil, nil, false, err
 		}
+		c.countRead(len(out.Items), consumedOne(out.ConsumedCapacity), nil)
 		return out, out.LastEvaluatedKey, len(out.LastEvaluatedKey) > 0, nil
 	}
 	return func(yield func(*dynamodb.QueryOutput, error) bool) {

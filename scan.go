@@ -41,10 +41,13 @@ func (c *Client) scanPages(ctx context.Context, req *dynamodb.ScanInput, what st
 	fetch := func(ctx context.Context, start Item) (*dynamodb.ScanOutput, Item, bool, error) {
 		r := *req
 		r.ExclusiveStartKey = start
+		r.ReturnConsumedCapacity = consumedDefault(r.ReturnConsumedCapacity)
 		out, err := c.api.Scan(ctx, &r)
 		if err != nil {
+			c.countRead(0, nil, err)
 			return nil, nil, false, err
 		}
+		c.countRead(len(out.Items), consumedOne(out.ConsumedCapacity), nil)
 		return out, out.LastEvaluatedKey, len(out.LastEvaluatedKey) > 0, nil
 	}
 	walk(ctx, c.opts.Retry, what, req.ExclusiveStartKey, fetch, yield)

@@ -1,0 +1,97 @@
+package dynaflow
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
+)
+
+// TestIntegrationWriteUnits writes items of 1.5 KB to a table without an index and to one with a
+// global secondary index. DynamoDB charges 2 write units for each (1 KB rounding), and as much
+// again for the index: on DynamoDB Local, the faithful server, Stats.WriteUnits must be exactly
+// that. Everywhere, it must equal what the calls reported, and reads must count what they read.
+func TestIntegrationWriteUnits(t *testing.T) {
+	e := integration(t, "")
+	ctx := context.Background()
+	indexed := dynamotest.TableName("dynaflow-gsi")
+	_, err := e.direct.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   aws.String(indexed),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("kind"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName:  aws.String("by-kind"),
+			KeySchema:  []types.KeySchemaElement{{AttributeName: aws.String("kind"), KeyType: types.KeyTypeHash}},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dynamodb.NewTableExistsWaiter(e.direct).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(indexed)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for _, tt := range []struct {
+		table   string
+		perItem float64
+	}{{e.table, 2}, {indexed, 4}} {
+		var mu sync.Mutex
+		reported := 0.0
+		b := e.batcher(t, func(o *BatcherOptions) {
+			o.Tables = map[string][]string{indexed: nil}
+			o.OnBatch = func(r BatchResult) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, cc := range r.Consumed {
+					reported += aws.ToFloat64(cc.CapacityUnits)
+				}
+			}
+		})
+		for i := range n {
+			item := Item{
+				"pk":   &types.AttributeValueMemberS{Value: "k" + strconv.Itoa(i)},
+				"kind": &types.AttributeValueMemberS{Value: "a"},
+				"body": &types.AttributeValueMemberS{Value: strings.Repeat("x", 1500)},
+			}
+			if err := b.PutIn(ctx, tt.table, item); err != nil {
+				t.Fatal(err)
+			}
+		}
+		closeOK(t, b)
+		s := b.Stats()
+		mu.Lock()
+		if s.WriteUnits <= 0 || s.WriteUnits != reported {
+			t.Errorf("%s: WriteUnits = %v, the calls reported %v; want them equal and above 0", tt.table, s.WriteUnits, reported)
+		}
+		mu.Unlock()
+		if e.backend == "ddblocal" && s.WriteUnits != tt.perItem*n {
+			t.Errorf("%s: WriteUnits = %v on DynamoDB Local; want %v (%v a 1.5 KB item)", tt.table, s.WriteUnits, tt.perItem*n, tt.perItem)
+		}
+	}
+
+	dyn := New(e.api)
+	before := e.proxy.Calls("Scan")
+	items := 0
+	for _, err := range dyn.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(indexed), Limit: aws.Int32(7)}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		items++
+	}
+	rs := dyn.ReadStats()
+	if rs.Items != int64(items) || items != n || rs.Requests != int64(e.proxy.Calls("Scan")-before) || rs.ReadUnits <= 0 {
+		t.Errorf("ReadStats = %+v after reading %d items in %d calls", rs, items, e.proxy.Calls("Scan")-before)
+	}
+}
