@@ -82,7 +82,8 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 			reqs[i].PutRequest = &puts[i]
 		}
 	}
-	for _, g := range groups(ws, lo) {
+	gs := groups(ws, lo)
+	for _, g := range gs {
 		items[c.writes[g[0]].t.name] = reqs[g[0]-lo : g[1]-lo : g[1]-lo]
 	}
 	start := time.Now()
@@ -92,7 +93,7 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	})
 	res := BatchResult{Duration: time.Since(start), Err: err}
 	if err == nil {
-		for _, g := range groups(ws, lo) {
+		for _, g := range gs {
 			c.unprocessed(g[0], g[1], out.UnprocessedItems[c.writes[g[0]].t.name])
 		}
 		res.Tables = make(map[string]int, len(items))
@@ -119,7 +120,7 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	}
 	if !retryable && len(ws) > 1 && ctx.Err() == nil {
 		if len(items) > 1 {
-			for _, g := range groups(ws, lo) {
+			for _, g := range gs {
 				b.send(ctx, c, g[0], g[1])
 			}
 			return

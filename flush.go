@@ -26,8 +26,9 @@ type write struct {
 	// seq is the sequence number of the oldest accepted write this one stands for: a write that
 	// replaces an older one takes over its number, so that Flush waits for it in its place.
 	seq      uint64
-	attempts int   // times sent
-	err      error // why the last send did not land
+	attempts int       // times sent
+	err      error     // why the last send did not land
+	ks       *keyState // its key's state, set by the owner as it takes the write in
 }
 
 // request returns the write as a WriteRequest of its own.
@@ -256,6 +257,7 @@ func (o *owner) accept(w *write, now time.Time) {
 		ks = o.newKeyState(k)
 		o.keys[k] = ks
 	}
+	w.ks = ks
 	if old := ks.next; old != nil {
 		o.replace(old, w)
 	}
@@ -446,18 +448,25 @@ func (o *owner) complete(c *call, now time.Time) {
 			fn(r)
 		}
 	}
-	sent, back := make(map[*table]int, 1), make(map[*table]int, 1) // per table in the call
+	var counts []tableCount // per table in the call; a call holds few tables
+	count := func(t *table, back bool) {
+		for i := range counts {
+			if counts[i].t == t {
+				counts[i].n++
+				counts[i].back += b2i(back)
+				return
+			}
+		}
+		counts = append(counts, tableCount{t, 1, b2i(back)})
+	}
 	for i, w := range c.writes {
-		ks := o.keys[wkey{w.t, w.key}]
+		ks := w.ks // in flight, so still its key's
 		ks.inflight = nil
 		out := c.outcomes[i]
 		if e := c.errs[i]; out != landed && (w.err == nil || !errors.Is(e, context.Canceled)) {
 			w.err = e // the last error that says something: a cancelled call does not
 		}
-		sent[w.t]++
-		if out == again {
-			back[w.t]++
-		}
+		count(w.t, out == again)
 		switch {
 		case out == landed:
 			o.landed(w)
@@ -481,10 +490,16 @@ func (o *owner) complete(c *call, now time.Time) {
 			o.dropKeyState(ks)
 		}
 	}
-	for t, n := range sent {
-		t.out--
-		o.judge(t, c.sentAt, n, back[t], now)
+	for _, tc := range counts {
+		tc.t.out--
+		o.judge(tc.t, c.sentAt, tc.n, tc.back, now)
 	}
+}
+
+// tableCount is how many of a call's writes were for a table, and how many of those came back.
+type tableCount struct {
+	t       *table
+	n, back int
 }
 
 // judge updates t's pause after a call sent at sentAt that carried n of its writes, of which back
