@@ -95,3 +95,31 @@ func TestIntegrationWriteUnits(t *testing.T) {
 		t.Errorf("ReadStats = %+v after reading %d items in %d calls", rs, items, e.proxy.Calls("Scan")-before)
 	}
 }
+
+// TestIntegrationBatcherUnderCapacity puts a write capacity on the table in the proxy: the
+// Batcher is handed writes back and throttled, and lands every write; the proxy's own accounting
+// shows what the table took.
+func TestIntegrationBatcherUnderCapacity(t *testing.T) {
+	e := integration(t, "")
+	e.proxy.SetWriteCapacity(e.table, 400, 100)
+	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 100 * time.Millisecond} })
+	for i := range 500 {
+		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeOK(t, b)
+	if n := len(e.contents(t)); n != 500 {
+		t.Fatalf("table holds %d items; want 500", n)
+	}
+	perSecond, refused := e.proxy.WriteCapacityUse(e.table)
+	total := 0.0
+	for _, u := range perSecond {
+		total += u
+	}
+	s := b.Stats()
+	if total != 500 || refused == 0 || s.ThrottledWrites == 0 || s.ThrottledWrites > int64(refused) {
+		t.Errorf("proxy admitted %v units, refused %d writes; Batcher saw %d throttled writes; want 500 admitted, some refused and seen",
+			total, refused, s.ThrottledWrites)
+	}
+}

@@ -56,6 +56,7 @@ type Proxy struct {
 	unprocessed float64
 	tableShare  map[string]float64 // per table, in place of unprocessed for BatchWriteItem
 	tableCalls  map[string]int     // BatchWriteItem calls that carried writes for the table
+	capacity    map[string]*bucket // write capacity enforced per table (SetWriteCapacity)
 	rules       []*Rule
 	down        bool
 	release     chan struct{}
@@ -69,7 +70,7 @@ func NewProxy(target string) *Proxy {
 		target: strings.TrimRight(target, "/"),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256}},
 		calls:  make(map[string]int), forwarded: make(map[string]int),
-		tableShare: make(map[string]float64), tableCalls: make(map[string]int),
+		tableShare: make(map[string]float64), tableCalls: make(map[string]int), capacity: make(map[string]*bucket),
 		release: make(chan struct{}),
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
@@ -142,6 +143,7 @@ func (p *Proxy) Reset() {
 	p.unprocessed, p.rules, p.down = 0, nil, false
 	clear(p.tableShare)
 	clear(p.tableCalls)
+	clear(p.capacity)
 	p.release = make(chan struct{})
 	clear(p.calls)
 	clear(p.forwarded)
@@ -233,9 +235,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var withheld map[string]json.RawMessage // table -> what is handed back unprocessed
 	if op == "BatchWriteItem" {
-		body, withheld, err = p.withholdWrites(body, share)
+		var overCapacity bool
+		body, withheld, overCapacity, err = p.withholdWrites(body, share)
 		if err != nil {
 			writeError(w, 400, "SerializationException", "proxy: "+err.Error())
+			return
+		}
+		if overCapacity {
+			writeError(w, 400, "ProvisionedThroughputExceededException", "proxy: the table's write capacity is used up")
 			return
 		}
 	} else if share > 0 {
@@ -296,16 +303,17 @@ func (p *Proxy) forward(r *http.Request, body []byte) (int, []byte, error) {
 }
 
 // withholdWrites removes a share of the writes from a BatchWriteItem body (share, or the table's
-// own share), and counts the call for each table it carries. It returns the new body (nil when
-// nothing is left to send) and the writes it removed, by table.
-func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMessage, error) {
+// own share), and the writes its table's capacity does not admit, and counts the call for each
+// table it carries. It returns the new body (nil when nothing is left to send), the writes it
+// removed, by table, and whether nothing was admitted for want of capacity.
+func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]json.RawMessage, bool, error) {
 	var in map[string]json.RawMessage
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	var items map[string][]json.RawMessage
 	if err := json.Unmarshal(in["RequestItems"], &items); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	withheld := make(map[string]json.RawMessage)
 	kept := make(map[string][]json.RawMessage)
@@ -319,14 +327,20 @@ func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]j
 		}
 	}
 	p.mu.Unlock()
+	refused := false // a write was handed back for want of capacity
+	now := time.Now()
 	for table, reqs := range items {
 		var keep, back []json.RawMessage
 		for _, r := range reqs {
 			if rand.Float64() < shares[table] {
 				back = append(back, r)
-			} else {
-				keep = append(keep, r)
+				continue
 			}
+			if !p.admit(table, r, now) {
+				back, refused = append(back, r), true
+				continue
+			}
+			keep = append(keep, r)
 		}
 		if len(back) > 0 {
 			withheld[table], _ = json.Marshal(back)
@@ -336,14 +350,28 @@ func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]j
 		}
 	}
 	if len(kept) == 0 {
-		return nil, withheld, nil
+		return nil, withheld, refused, nil
 	}
 	if len(withheld) == 0 {
-		return body, nil, nil
+		return body, nil, false, nil
 	}
 	in["RequestItems"], _ = json.Marshal(kept)
 	out, err := json.Marshal(in)
-	return out, withheld, err
+	return out, withheld, false, err
+}
+
+// admit reports whether table's capacity, if it has one, admits the write r.
+func (p *Proxy) admit(table string, r json.RawMessage, now time.Time) bool {
+	p.mu.Lock()
+	b := p.capacity[table]
+	p.mu.Unlock()
+	if b == nil {
+		return true
+	}
+	cost := writeCost(r) // parsed outside the lock
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return b.take(cost, now)
 }
 
 // withholdKeys removes a share of the keys from a BatchGetItem body, as withholdWrites does.

@@ -1,0 +1,136 @@
+package dynamotest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// bucket is a table's write capacity: a token bucket in write units that refills at rate per
+// second up to burst.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+	start               time.Time
+	admitted            []float64 // units admitted in each second since start
+	refused             int       // writes handed back for want of capacity
+}
+
+// take admits a write of cost units if the bucket holds them.
+func (b *bucket) take(cost float64, now time.Time) bool {
+	b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < cost {
+		b.refused++
+		return false
+	}
+	b.tokens -= cost
+	sec := int(now.Sub(b.start) / time.Second)
+	for len(b.admitted) <= sec {
+		b.admitted = append(b.admitted, 0)
+	}
+	b.admitted[sec] += cost
+	return true
+}
+
+// SetWriteCapacity makes the proxy enforce a write capacity on table, as DynamoDB does: a token
+// bucket of unitsPerSecond write units a second holding at most burst (unitsPerSecond when 0).
+// Each write of a BatchWriteItem is admitted while the bucket holds its cost (1 unit per KB of
+// item, rounded up; 1 for a delete) and handed back as unprocessed once it does not; a call of
+// which nothing is admitted fails with 400 ProvisionedThroughputExceededException. It may be
+// called again while calls run, to change the capacity; the bucket then starts full.
+func (p *Proxy) SetWriteCapacity(table string, unitsPerSecond, burst float64) {
+	if burst <= 0 {
+		burst = unitsPerSecond
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.capacity[table]; b != nil {
+		b.rate, b.burst, b.tokens, b.last = unitsPerSecond, burst, burst, now
+		return
+	}
+	p.capacity[table] = &bucket{rate: unitsPerSecond, burst: burst, tokens: burst, last: now, start: now}
+}
+
+// WriteCapacityUse returns what the proxy's capacity on table admitted: write units in each
+// whole second since SetWriteCapacity was first called for it, and the writes it handed back.
+// It is the ground truth for tests of rate limits: it never asks the client.
+func (p *Proxy) WriteCapacityUse(table string) (perSecond []float64, refused int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.capacity[table]
+	if b == nil {
+		return nil, 0
+	}
+	return append([]float64(nil), b.admitted...), b.refused
+}
+
+// writeCost is what DynamoDB charges for one write request in JSON: 1 write unit per KB of the
+// item, rounded up, for a put; 1 for a delete (the old item's size is not known here).
+func writeCost(raw json.RawMessage) float64 {
+	var r struct {
+		PutRequest *struct{ Item map[string]json.RawMessage }
+	}
+	if json.Unmarshal(raw, &r) != nil || r.PutRequest == nil {
+		return 1
+	}
+	size := 0
+	for name, v := range r.PutRequest.Item {
+		size += len(name) + valueSize(v)
+	}
+	return math.Max(1, math.Ceil(float64(size)/1024))
+}
+
+// valueSize is the size of one attribute value in DynamoDB JSON, by DynamoDB's rules.
+func valueSize(raw json.RawMessage) int {
+	var v map[string]json.RawMessage
+	if json.Unmarshal(raw, &v) != nil {
+		return 0
+	}
+	for typ, x := range v {
+		switch typ {
+		case "S":
+			var s string
+			json.Unmarshal(x, &s)
+			return len(s)
+		case "N":
+			var s string
+			json.Unmarshal(x, &s)
+			return (utf8.RuneCountInString(s)+1)/2 + 1
+		case "B":
+			var s string
+			json.Unmarshal(x, &s)
+			return base64.StdEncoding.DecodedLen(len(s))
+		case "BOOL", "NULL":
+			return 1
+		case "SS", "NS", "BS":
+			var ss []string
+			json.Unmarshal(x, &ss)
+			n := 0
+			for _, s := range ss {
+				n += len(s)
+			}
+			return n
+		case "L":
+			var l []json.RawMessage
+			json.Unmarshal(x, &l)
+			n := 3
+			for _, e := range l {
+				n += 1 + valueSize(e)
+			}
+			return n
+		case "M":
+			var m map[string]json.RawMessage
+			json.Unmarshal(x, &m)
+			n := 3
+			for k, e := range m {
+				n += 1 + len(k) + valueSize(e)
+			}
+			return n
+		}
+	}
+	return 0
+}
