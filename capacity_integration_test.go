@@ -102,7 +102,9 @@ func TestIntegrationWriteUnits(t *testing.T) {
 func TestIntegrationBatcherUnderCapacity(t *testing.T) {
 	e := integration(t, "")
 	e.proxy.SetWriteCapacity(e.table, 400, 100)
-	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 100 * time.Millisecond} })
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 100 * time.Millisecond}
+	})
 	for i := range 500 {
 		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
 			t.Fatal(err)
