@@ -125,3 +125,31 @@ func TestIntegrationBatcherUnderCapacity(t *testing.T) {
 			total, refused, s.ThrottledWrites)
 	}
 }
+
+// TestIntegrationScanUnderReadCapacity reads a table whose read capacity the proxy enforces: the
+// scan is throttled and still yields every item once.
+func TestIntegrationScanUnderReadCapacity(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) {
+		o.Retry = Retry{MaxAttempts: 100, Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}
+	})
+	e.seedRange(t, 300)
+	e.proxy.SetReadCapacity(e.table, 20, 2)
+	seen := map[int]bool{}
+	for item, err := range e.dyn.ParallelScan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table), Limit: aws.Int32(25)}, 4) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(item["sk"].(*types.AttributeValueMemberN).Value)
+		if seen[n] {
+			t.Fatalf("item %d seen twice", n)
+		}
+		seen[n] = true
+	}
+	_, refused := e.proxy.ReadCapacityUse(e.table)
+	if len(seen) != 300 || refused == 0 {
+		t.Errorf("read %d items, %d calls refused; want 300 read through some refusals", len(seen), refused)
+	}
+	if rs := e.dyn.ReadStats(); rs.Items != 300 {
+		t.Errorf("ReadStats = %+v; want 300 items", rs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -35,6 +36,105 @@ func (b *bucket) take(cost float64, now time.Time) bool {
 	return true
 }
 
+// charge takes cost units from the bucket even past empty (a read is charged after it is
+// answered, so the table may go into debt), and counts them.
+func (b *bucket) charge(cost float64, now time.Time) {
+	b.tokens = math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens -= cost
+	sec := int(now.Sub(b.start) / time.Second)
+	for len(b.admitted) <= sec {
+		b.admitted = append(b.admitted, 0)
+	}
+	b.admitted[sec] += cost
+}
+
+// allows reports whether the bucket holds any capacity at all now.
+func (b *bucket) allows(now time.Time) bool {
+	return math.Min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate) > 0
+}
+
+// SetReadCapacity makes the proxy enforce a read capacity on table's Query and Scan calls, as
+// DynamoDB does: a token bucket of unitsPerSecond read units a second holding at most burst
+// (unitsPerSecond when 0). A call is answered only while the bucket is not in debt, else it fails
+// with 400 ProvisionedThroughputExceededException; an answered call is charged what DynamoDB
+// would charge for the items it returns: 1 unit per 4 KB, rounded up over the page, half when
+// not ConsistentRead.
+func (p *Proxy) SetReadCapacity(table string, unitsPerSecond, burst float64) {
+	setBucket(&p.mu, p.readCap, table, unitsPerSecond, burst)
+}
+
+// ReadCapacityUse returns what table's read capacity charged in each whole second since
+// SetReadCapacity was first called for it, and the calls it refused.
+func (p *Proxy) ReadCapacityUse(table string) (perSecond []float64, refused int) {
+	return use(&p.mu, p.readCap, table)
+}
+
+// readAllowed reports whether the Query or Scan in body may be answered, and the bucket to
+// charge it to (nil when its table has no read capacity set).
+func (p *Proxy) readAllowed(body []byte) (*bucket, bool) {
+	var in struct{ TableName string }
+	json.Unmarshal(body, &in)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.readCap[in.TableName]
+	if b == nil {
+		return nil, true
+	}
+	if !b.allows(time.Now()) {
+		b.refused++
+		return nil, false
+	}
+	return b, true
+}
+
+// chargeRead charges b for the items of a Query or Scan answer.
+func (p *Proxy) chargeRead(b *bucket, req, resp []byte) {
+	var in struct{ ConsistentRead bool }
+	json.Unmarshal(req, &in)
+	var out struct{ Items []map[string]json.RawMessage }
+	json.Unmarshal(resp, &out)
+	size := 0
+	for _, item := range out.Items {
+		for name, v := range item {
+			size += len(name) + valueSize(v)
+		}
+	}
+	units := math.Max(1, math.Ceil(float64(size)/4096))
+	if !in.ConsistentRead {
+		units /= 2
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b.charge(units, time.Now())
+}
+
+// setBucket sets the bucket of table in m to rate and burst, full; mu guards m.
+func setBucket(mu *sync.Mutex, m map[string]*bucket, table string, rate, burst float64) {
+	if burst <= 0 {
+		burst = rate
+	}
+	now := time.Now()
+	mu.Lock()
+	defer mu.Unlock()
+	if b := m[table]; b != nil {
+		b.rate, b.burst, b.tokens, b.last = rate, burst, burst, now
+		return
+	}
+	m[table] = &bucket{rate: rate, burst: burst, tokens: burst, last: now, start: now}
+}
+
+// use returns the accounting of table's bucket in m; mu guards m.
+func use(mu *sync.Mutex, m map[string]*bucket, table string) ([]float64, int) {
+	mu.Lock()
+	defer mu.Unlock()
+	b := m[table]
+	if b == nil {
+		return nil, 0
+	}
+	return append([]float64(nil), b.admitted...), b.refused
+}
+
 // SetWriteCapacity makes the proxy enforce a write capacity on table, as DynamoDB does: a token
 // bucket of unitsPerSecond write units a second holding at most burst (unitsPerSecond when 0).
 // Each write of a BatchWriteItem is admitted while the bucket holds its cost (1 unit per KB of
@@ -42,30 +142,14 @@ func (b *bucket) take(cost float64, now time.Time) bool {
 // which nothing is admitted fails with 400 ProvisionedThroughputExceededException. It may be
 // called again while calls run, to change the capacity; the bucket then starts full.
 func (p *Proxy) SetWriteCapacity(table string, unitsPerSecond, burst float64) {
-	if burst <= 0 {
-		burst = unitsPerSecond
-	}
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if b := p.capacity[table]; b != nil {
-		b.rate, b.burst, b.tokens, b.last = unitsPerSecond, burst, burst, now
-		return
-	}
-	p.capacity[table] = &bucket{rate: unitsPerSecond, burst: burst, tokens: burst, last: now, start: now}
+	setBucket(&p.mu, p.capacity, table, unitsPerSecond, burst)
 }
 
 // WriteCapacityUse returns what the proxy's capacity on table admitted: write units in each
 // whole second since SetWriteCapacity was first called for it, and the writes it handed back.
 // It is the ground truth for tests of rate limits: it never asks the client.
 func (p *Proxy) WriteCapacityUse(table string) (perSecond []float64, refused int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b := p.capacity[table]
-	if b == nil {
-		return nil, 0
-	}
-	return append([]float64(nil), b.admitted...), b.refused
+	return use(&p.mu, p.capacity, table)
 }
 
 // writeCost is what DynamoDB charges for one write request in JSON: 1 write unit per KB of the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -67,5 +68,51 @@ func TestWriteCapacity(t *testing.T) {
 	in.RequestItems = map[string][]types.WriteRequest{"other": in.RequestItems["t"]}
 	if out, err := api.BatchWriteItem(ctx, in); err != nil || len(out.UnprocessedItems) != 0 {
 		t.Errorf("a table without capacity: %v", err)
+	}
+}
+
+// TestReadCapacity: a Scan is answered while the table's read bucket is not in debt, and charged
+// for what it returned.
+func TestReadCapacity(t *testing.T) {
+	page := `{"Items":[` + strings.TrimSuffix(strings.Repeat(`{"pk":{"S":"`+strings.Repeat("x", 4000)+`"}},`, 10), ",") + `],"Count":10}`
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeBody(w, 200, []byte(page))
+	}))
+	defer backend.Close()
+	p := NewProxy(backend.URL)
+	defer p.Close()
+	p.SetReadCapacity("t", 1, 9) // barely refills during the test
+	api := NewClient(p.URL, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	ctx := context.Background()
+	scan := &dynamodb.ScanInput{TableName: aws.String("t")}
+	// 10 items of 4,002 bytes: 40,020 bytes, 10 units strongly consistent, 5 eventually.
+	for i := range 2 {
+		if _, err := api.Scan(ctx, scan); err != nil {
+			t.Fatalf("scan %d: %v", i, err)
+		}
+	}
+	var pte *types.ProvisionedThroughputExceededException
+	if _, err := api.Scan(ctx, scan); !errors.As(err, &pte) {
+		t.Errorf("third scan, the bucket in debt = %v; want ProvisionedThroughputExceededException", err)
+	}
+	perSecond, refused := p.ReadCapacityUse("t")
+	total := 0.0
+	for _, u := range perSecond {
+		total += u
+	}
+	if total != 10 || refused != 1 {
+		t.Errorf("charged %v units, refused %d calls; want 10 and 1", total, refused)
+	}
+	p.SetReadCapacity("t", 1, 100)
+	if _, err := api.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("t"), ConsistentRead: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	perSecond, _ = p.ReadCapacityUse("t")
+	after := 0.0
+	for _, u := range perSecond {
+		after += u
+	}
+	if after != total+10 {
+		t.Errorf("a consistent read was charged %v; want 10", after-total)
 	}
 }

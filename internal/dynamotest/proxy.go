@@ -57,6 +57,7 @@ type Proxy struct {
 	tableShare  map[string]float64 // per table, in place of unprocessed for BatchWriteItem
 	tableCalls  map[string]int     // BatchWriteItem calls that carried writes for the table
 	capacity    map[string]*bucket // write capacity enforced per table (SetWriteCapacity)
+	readCap     map[string]*bucket // read capacity enforced per table (SetReadCapacity)
 	rules       []*Rule
 	down        bool
 	release     chan struct{}
@@ -70,7 +71,7 @@ func NewProxy(target string) *Proxy {
 		target: strings.TrimRight(target, "/"),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 256}},
 		calls:  make(map[string]int), forwarded: make(map[string]int),
-		tableShare: make(map[string]float64), tableCalls: make(map[string]int), capacity: make(map[string]*bucket),
+		tableShare: make(map[string]float64), tableCalls: make(map[string]int), capacity: make(map[string]*bucket), readCap: make(map[string]*bucket),
 		release: make(chan struct{}),
 	}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
@@ -144,6 +145,7 @@ func (p *Proxy) Reset() {
 	clear(p.tableShare)
 	clear(p.tableCalls)
 	clear(p.capacity)
+	clear(p.readCap)
 	p.release = make(chan struct{})
 	clear(p.calls)
 	clear(p.forwarded)
@@ -233,6 +235,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var reads *bucket // the read capacity this Query or Scan is charged to, after its answer
+	if op == "Query" || op == "Scan" {
+		var ok bool
+		if reads, ok = p.readAllowed(body); !ok {
+			writeError(w, 400, "ProvisionedThroughputExceededException", "proxy: the table's read capacity is used up")
+			return
+		}
+	}
 	var withheld map[string]json.RawMessage // table -> what is handed back unprocessed
 	if op == "BatchWriteItem" {
 		var overCapacity bool
@@ -276,6 +286,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			writeError(w, 500, "InternalServerError", "proxy: "+err.Error())
 			return
 		}
+	}
+	if reads != nil && status == 200 {
+		p.chargeRead(reads, body, respBody)
 	}
 	writeBody(w, status, respBody)
 }
