@@ -83,13 +83,14 @@ func (c *Client) getChunk(ctx context.Context, table string, proto *types.KeysAn
 			ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 		}
 		out, err := withRetry(ctx, r, func(ctx context.Context) (*dynamodb.BatchGetItemOutput, error) {
-			out, err := c.api.BatchGetItem(ctx, in)
-			if err != nil {
-				c.countRead(0, nil, err)
-				return nil, err
-			}
-			c.countRead(len(out.Responses[table]), out.ConsumedCapacity, nil)
-			return out, nil
+			var out *dynamodb.BatchGetItemOutput
+			err := c.read(ctx, func() (items []Item, cc []types.ConsumedCapacity, err error) {
+				if out, err = c.api.BatchGetItem(ctx, in); err != nil {
+					return nil, nil, err
+				}
+				return out.Responses[table], out.ConsumedCapacity, nil
+			})
+			return out, err
 		})
 		if err != nil {
 			return fail(err)

@@ -3,9 +3,9 @@ package dynaflow
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -86,12 +86,23 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	for _, g := range gs {
 		items[c.writes[g[0]].t.name] = reqs[g[0]-lo : g[1]-lo : g[1]-lo]
 	}
+	taken, err := b.c.writeCap.take(ctx, writeEstimate(ws)) // MaxWriteUnits
+	if err != nil {                                         // Close gave up while the call waited for capacity
+		c.results = append(c.results, BatchResult{Err: err})
+		for i := lo; i < hi; i++ {
+			c.outcomes[i], c.errs[i] = again, err
+		}
+		return
+	}
 	start := time.Now()
 	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
 		RequestItems:           items,
 		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
 	})
 	res := BatchResult{Duration: time.Since(start), Err: err}
+	if err != nil {
+		b.c.writeCap.settle(taken, 0) // a failed call consumes nothing
+	}
 	if err == nil {
 		for _, g := range gs {
 			c.unprocessed(g[0], g[1], out.UnprocessedItems[c.writes[g[0]].t.name])
@@ -105,8 +116,18 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 			}
 		}
 		res.Consumed = out.ConsumedCapacity
-		for _, cc := range out.ConsumedCapacity {
-			c.units += aws.ToFloat64(cc.CapacityUnits)
+		c.units += units(out.ConsumedCapacity)
+		if b.c.writeCap != nil {
+			// Settled with what DynamoDB reported, but never below the estimate of the writes that
+			// landed, which DynamoDB's rules make a lower bound (a server that reports less, as
+			// moto does, would otherwise lift the cap).
+			var done []*write
+			for i := lo; i < hi; i++ {
+				if c.outcomes[i] == landed {
+					done = append(done, c.writes[i])
+				}
+			}
+			b.c.writeCap.settle(taken, math.Max(units(out.ConsumedCapacity), writeEstimate(done)))
 		}
 		c.backs += int64(res.Unprocessed)
 		c.results = append(c.results, res)

@@ -153,3 +153,69 @@ func TestIntegrationScanUnderReadCapacity(t *testing.T) {
 		t.Errorf("ReadStats = %+v; want 300 items", rs)
 	}
 }
+
+// worstWindow returns the most units in any whole second of perSecond after the first, and the
+// seconds counted.
+func worstWindow(perSecond []float64) (worst float64, seconds int) {
+	for i, u := range perSecond {
+		if i == 0 || i == len(perSecond)-1 { // the first second holds the start, the last is partial
+			continue
+		}
+		worst = max(worst, u)
+		seconds++
+	}
+	return worst, seconds
+}
+
+// TestIntegrationMaxWriteUnits writes through a Client capped at 300 write units a second to a
+// table whose capacity, in the proxy, is 400: the proxy never throttles, and no second of its own
+// accounting admits more than 5% above the cap.
+func TestIntegrationMaxWriteUnits(t *testing.T) {
+	e := integration(t, "", func(o *Options) { o.MaxWriteUnits = 300 })
+	e.proxy.SetWriteCapacity(e.table, 400, 400)
+	b := e.batcher(t, func(o *BatcherOptions) { o.MaxInFlight = 16 })
+	for i := range 1000 { // about 1 unit each: over three seconds at the cap
+		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeOK(t, b)
+	perSecond, refused := e.proxy.WriteCapacityUse(e.table)
+	worst, seconds := worstWindow(perSecond)
+	if refused != 0 || seconds < 2 || worst > 300*1.05 {
+		t.Errorf("proxy admitted %v a second, refused %d writes; want no refusal and no whole second above 315", perSecond, refused)
+	}
+	if n := len(e.contents(t)); n != 1000 {
+		t.Errorf("table holds %d items; want 1000", n)
+	}
+}
+
+// TestIntegrationMaxReadUnits scans with 8 segments through a Client capped at 10 read units a
+// second, against a read capacity of 15 in the proxy.
+func TestIntegrationMaxReadUnits(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = 10 })
+	items := make([]Item, 200)
+	for i := range items {
+		items[i] = Item{
+			"pk":   &types.AttributeValueMemberS{Value: "p"},
+			"sk":   &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
+			"body": &types.AttributeValueMemberS{Value: strings.Repeat("r", 1000)},
+		}
+	}
+	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.SetReadCapacity(e.table, 15, 15)
+	n := 0
+	for _, err := range e.dyn.ParallelScan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table), Limit: aws.Int32(8)}, 8) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	perSecond, refused := e.proxy.ReadCapacityUse(e.table)
+	worst, seconds := worstWindow(perSecond)
+	if n != 200 || refused != 0 || seconds < 1 || worst > 10*1.05 {
+		t.Errorf("read %d items; proxy charged %v a second and refused %d calls; want 200, no refusal, no whole second above 10.5", n, perSecond, refused)
+	}
+}

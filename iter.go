@@ -22,10 +22,10 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -52,6 +52,14 @@ type Options struct {
 	// Retry says how pages, keys and writes that DynamoDB throttles or hands back unprocessed are
 	// retried. Zero fields take Retry's defaults.
 	Retry Retry
+	// MaxWriteUnits caps the write capacity units per second that this Client's Batchers consume,
+	// all tables together; 0: no cap. MaxReadUnits does the same for every read (Query, Scan,
+	// ParallelScan, BatchGet) made through this Client. Each call is charged before it is sent
+	// by an estimate (writes: each item's size rounded up to 1 KB, once more for each global
+	// secondary index; reads: one unit) and settled after it with what DynamoDB reported, so the
+	// cap holds on average and, once past the first second, no one-second window goes more than
+	// 5% above it. Waiting for the cap ends with the call's ctx (Close's, for a Batcher).
+	MaxWriteUnits, MaxReadUnits float64
 }
 
 // Client reads from and writes to DynamoDB through an API, usually a *dynamodb.Client. A Client
@@ -62,6 +70,8 @@ type Client struct {
 
 	readMu sync.Mutex
 	reads  ReadStats
+
+	writeCap, readCap *meter // nil without a cap
 }
 
 // ReadStats are a Client's counters for its reads (Query, Scan, ParallelScan, BatchGet) since
@@ -81,18 +91,39 @@ func (c *Client) ReadStats() ReadStats {
 	return c.reads
 }
 
-// countRead adds one read request's outcome to the Client's counters.
-func (c *Client) countRead(items int, consumed []types.ConsumedCapacity, err error) {
+// read makes one read request through MaxReadUnits's cap: it waits for one unit, sends the
+// request with call, which returns the items that came back and the capacity consumed, settles
+// the cap with that, and counts it in ReadStats.
+func (c *Client) read(ctx context.Context, call func() ([]Item, []types.ConsumedCapacity, error)) error {
+	taken, err := c.readCap.take(ctx, 1)
+	if err != nil {
+		return err
+	}
+	items, consumed, err := call()
+	used := units(consumed)
+	switch {
+	case c.readCap == nil:
+	case err != nil:
+		c.readCap.settle(taken, 0) // a failed call consumes nothing
+	default:
+		// What DynamoDB reported, but never below what its rules charge at the least for the items
+		// returned: 4 KB a unit over the page, halved for an eventually consistent read. (A server
+		// that reports less, as moto does, would otherwise lift the cap.)
+		size := 0
+		for _, it := range items {
+			size += ItemSize(it)
+		}
+		c.readCap.settle(taken, math.Max(used, math.Max(1, math.Ceil(float64(size)/4096))/2))
+	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	c.reads.Requests++
-	c.reads.Items += int64(items)
+	c.reads.Items += int64(len(items))
 	if _, throttled := classify(err); throttled {
 		c.reads.Throttled++
 	}
-	for _, cc := range consumed {
-		c.reads.ReadUnits += aws.ToFloat64(cc.CapacityUnits)
-	}
+	c.reads.ReadUnits += used
+	return err
 }
 
 // consumedDefault is what a read asks for when its input leaves ReturnConsumedCapacity unset.
@@ -111,7 +142,7 @@ func New(api API, optFns ...func(*Options)) *Client {
 		fn(&o)
 	}
 	o.Retry = o.Retry.withDefaults()
-	return &Client{api: api, opts: o}
+	return &Client{api: api, opts: o, writeCap: newMeter(o.MaxWriteUnits), readCap: newMeter(o.MaxReadUnits)}
 }
 
 // Decode turns a sequence of items into a sequence of values of type T, decoded with

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Query returns the items that in selects, page after page, in the order DynamoDB returns them.
@@ -41,12 +42,16 @@ func (c *Client) QueryPages(ctx context.Context, in *dynamodb.QueryInput) iter.S
 	fetch := func(ctx context.Context, start Item) (*dynamodb.QueryOutput, Item, bool, error) {
 		r := req
 		r.ExclusiveStartKey = start
-		out, err := c.api.Query(ctx, &r)
+		var out *dynamodb.QueryOutput
+		err := c.read(ctx, func() (items []Item, cc []types.ConsumedCapacity, err error) {
+			if out, err = c.api.Query(ctx, &r); err != nil {
+				return nil, nil, err
+			}
+			return out.Items, consumedOne(out.ConsumedCapacity), nil
+		})
 		if err != nil {
-			c.countRead(0, nil, err)
 			return nil, nil, false, err
 		}
-		c.countRead(len(out.Items), consumedOne(out.ConsumedCapacity), nil)
 		return out, out.LastEvaluatedKey, len(out.LastEvaluatedKey) > 0, nil
 	}
 	return func(yield func(*dynamodb.QueryOutput, error) bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // MaxSegments is the largest number of segments DynamoDB accepts in a parallel scan.
@@ -42,12 +43,16 @@ func (c *Client) scanPages(ctx context.Context, req *dynamodb.ScanInput, what st
 		r := *req
 		r.ExclusiveStartKey = start
 		r.ReturnConsumedCapacity = consumedDefault(r.ReturnConsumedCapacity)
-		out, err := c.api.Scan(ctx, &r)
+		var out *dynamodb.ScanOutput
+		err := c.read(ctx, func() (items []Item, cc []types.ConsumedCapacity, err error) {
+			if out, err = c.api.Scan(ctx, &r); err != nil {
+				return nil, nil, err
+			}
+			return out.Items, consumedOne(out.ConsumedCapacity), nil
+		})
 		if err != nil {
-			c.countRead(0, nil, err)
 			return nil, nil, false, err
 		}
-		c.countRead(len(out.Items), consumedOne(out.ConsumedCapacity), nil)
 		return out, out.LastEvaluatedKey, len(out.LastEvaluatedKey) > 0, nil
 	}
 	walk(ctx, c.opts.Retry, what, req.ExclusiveStartKey, fetch, yield)

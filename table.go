@@ -17,8 +17,9 @@ import (
 // table is one table a Batcher writes to: its name and key, which Put and Delete read, and the
 // state the owner goroutine keeps for it.
 type table struct {
-	name string
-	keys []keyAttr // hash key first; fixed once NewBatcher returns
+	name    string
+	keys    []keyAttr // hash key first; fixed once NewBatcher returns
+	indexes int       // global secondary indexes, when DescribeTable told us
 
 	// The owner's alone. Writes wait in fresh, or in retry once a backoff has ended; retry goes
 	// first. strikes counts the round trips in a row in which DynamoDB throttled the table or
@@ -94,7 +95,7 @@ func resolveTable(ctx context.Context, api API, r Retry, name string, names []st
 				name, strings.Join(names, ", "), strings.Join(real, ", "))
 		}
 	}
-	return &table{name: name, keys: keys}, nil
+	return &table{name: name, keys: keys, indexes: len(out.Table.GlobalSecondaryIndexes)}, nil
 }
 
 // keySchema returns a table's key attributes, hash key first, with their types.
