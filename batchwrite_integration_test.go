@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/dynaflow-go/dynaflow/dynaflowtest"
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
@@ -64,8 +65,8 @@ func closeOK(t *testing.T, b *Batcher) {
 func TestIntegrationBatcherLandsEverythingThroughFaults(t *testing.T) {
 	e := integration(t, "")
 	e.proxy.SetUnprocessed(0.3)
-	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Share: 0.1, Fault: dynamotest.Throttle})
-	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Share: 0.05, Fault: dynamotest.ServerError})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "BatchWriteItem", Share: 0.1, Fault: dynaflowtest.Throttle})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "BatchWriteItem", Share: 0.05, Fault: dynaflowtest.ServerError})
 	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = patient; o.FlushInterval = 10 * time.Millisecond })
 	const producers, each = 16, 250 // many goroutines putting at once
 	var wg sync.WaitGroup
@@ -223,7 +224,7 @@ func TestIntegrationBatcherIsolatesRejectedWrite(t *testing.T) {
 
 func TestIntegrationBatcherBackpressure(t *testing.T) {
 	e := integration(t, "")
-	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Fault: dynamotest.Stall})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "BatchWriteItem", Fault: dynaflowtest.Stall})
 	b := e.batcher(t, func(o *BatcherOptions) { o.MaxBuffered = 100; o.FlushInterval = time.Millisecond })
 	for i := range 100 {
 		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
@@ -277,7 +278,7 @@ func TestIntegrationBatcherCloseWhileServerDown(t *testing.T) {
 func TestIntegrationBatcherThrottleStorm(t *testing.T) {
 	e := integration(t, "")
 	// 1.5 s of nothing but throttling: far longer than the SDK's three attempts per call.
-	e.proxy.AddRule(dynamotest.Rule{Op: "BatchWriteItem", Until: time.Now().Add(1500 * time.Millisecond), Fault: dynamotest.Throttle})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "BatchWriteItem", Until: time.Now().Add(1500 * time.Millisecond), Fault: dynaflowtest.Throttle})
 	// The default backoff (25ms base, 5s cap), with a budget of 15 attempts so that an unlucky
 	// run of short random waits cannot exhaust it inside the storm.
 	b := e.batcher(t, func(o *BatcherOptions) { o.Retry = Retry{MaxAttempts: 15} })

@@ -101,7 +101,7 @@ func TestIntegrationWriteUnits(t *testing.T) {
 // shows what the table took.
 func TestIntegrationBatcherUnderCapacity(t *testing.T) {
 	e := integration(t, "")
-	e.proxy.SetWriteCapacity(e.table, 400, 100)
+	e.proxy.SetWriteCapacity(e.table, 200, 50) // 500 units of writes: some must be refused
 	b := e.batcher(t, func(o *BatcherOptions) {
 		o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 100 * time.Millisecond}
 	})
@@ -133,7 +133,7 @@ func TestIntegrationScanUnderReadCapacity(t *testing.T) {
 		o.Retry = Retry{MaxAttempts: 100, Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}
 	})
 	e.seedRange(t, 300)
-	e.proxy.SetReadCapacity(e.table, 20, 2)
+	e.proxy.SetReadCapacity(e.table, 4, 1) // the pages cost about 6 units: some must be refused
 	seen := map[int]bool{}
 	for item, err := range e.dyn.ParallelScan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table), Limit: aws.Int32(25)}, 4) {
 		if err != nil {

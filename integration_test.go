@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/dynaflow-go/dynaflow/dynaflowtest"
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 	"github.com/google/go-cmp/cmp"
 )
@@ -90,7 +91,7 @@ func TestIntegrationBreakStopsRequests(t *testing.T) {
 func TestIntegrationErrorMidWalk(t *testing.T) {
 	e := integration(t, types.ScalarAttributeTypeN)
 	e.seedRange(t, 100)
-	e.proxy.AddRule(dynamotest.Rule{Op: "Query", Skip: 2, Fault: dynamotest.Validation})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "Query", Skip: 2, Fault: dynaflowtest.Validation})
 	var items, errs int
 	for _, err := range e.dyn.Query(context.Background(), e.query(10)) {
 		if err != nil {
@@ -115,7 +116,7 @@ func TestIntegrationRidesOutThrottling(t *testing.T) {
 	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.Retry.Base = 5 * time.Millisecond })
 	e.seedRange(t, 100)
 	// Seven throttled answers in a row: more than the SDK's three attempts per call.
-	e.proxy.AddRule(dynamotest.Rule{Op: "Query", Skip: 1, Count: 7, Fault: dynamotest.Throttle})
+	e.proxy.AddRule(dynaflowtest.Rule{Op: "Query", Skip: 1, Count: 7, Fault: dynaflowtest.Throttle})
 	got := sks(t, e.dyn.Query(context.Background(), e.query(25)))
 	if diff := cmp.Diff(upTo(100), got); diff != "" {
 		t.Errorf("items (-want +got):\n%s", diff)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynaflow-go/dynaflow/dynaflowtest"
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	backend string
 	table   string
-	proxy   *dynamotest.Proxy
+	proxy   *dynaflowtest.Proxy
 	api     *dynamodb.Client
 	direct  *dynamodb.Client
 	dyn     *Client
@@ -61,7 +62,7 @@ func integration(t *testing.T, rangeType types.ScalarAttributeType, optFns ...fu
 	if err := dynamotest.CreateTable(context.Background(), e.direct, e.table, dynamotest.Key{Name: "pk", Type: types.ScalarAttributeTypeS}, rng); err != nil {
 		t.Fatal(err)
 	}
-	e.proxy = dynamotest.NewProxy(server.srv.Endpoint)
+	e.proxy = dynaflowtest.NewProxy(server.srv.Endpoint)
 	t.Cleanup(e.proxy.Close)
 	e.api = dynamotest.NewClient(e.proxy.URL)
 	e.dyn = New(e.api, optFns...)

@@ -1,6 +1,7 @@
-// Package dynamotest starts and fronts DynamoDB-protocol servers for dynaflow's tests, examples
-// and benchmarks: Amazon's DynamoDB Local, dynalite and moto_server on loopback, a fault-injecting proxy, and SDK clients
-// pointed at them. It is not part of dynaflow's API.
+// Package dynamotest starts DynamoDB-protocol servers for dynaflow's tests, examples and
+// benchmarks (Amazon's DynamoDB Local, dynalite and moto_server, on loopback) and makes SDK
+// clients and tables on them. It is not part of dynaflow's API; the fault proxy the tests put in
+// front of them is the public package dynaflowtest.
 package dynamotest
 
 import (

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 
+	"github.com/dynaflow-go/dynaflow/dynaflowtest"
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
@@ -38,7 +39,7 @@ func run(unprocessed float64, args []string) int {
 	endpoint := srv.Endpoint
 	fmt.Fprintf(os.Stderr, "withserver: %s at %s\n", srv.Backend, endpoint)
 	if unprocessed > 0 {
-		p := dynamotest.NewProxy(srv.Endpoint)
+		p := dynaflowtest.NewProxy(srv.Endpoint)
 		defer p.Close()
 		p.SetUnprocessed(unprocessed)
 		endpoint = p.URL

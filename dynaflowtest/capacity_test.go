@@ -1,4 +1,4 @@
-package dynamotest
+package dynaflowtest
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
 // TestWriteCapacity puts the proxy, with a bucket of 100 write units, in front of a
@@ -24,7 +25,7 @@ func TestWriteCapacity(t *testing.T) {
 	p := NewProxy(backend.URL)
 	defer p.Close()
 	p.SetWriteCapacity("t", 1, 100) // a full bucket of 100 that barely refills during the test
-	api := NewClient(p.URL, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	api := dynamotest.NewClient(p.URL, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 	batch := func(n, size int) *dynamodb.BatchWriteItemInput {
 		var reqs []types.WriteRequest
 		for i := range n {
@@ -82,7 +83,7 @@ func TestReadCapacity(t *testing.T) {
 	p := NewProxy(backend.URL)
 	defer p.Close()
 	p.SetReadCapacity("t", 1, 9) // barely refills during the test
-	api := NewClient(p.URL, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	api := dynamotest.NewClient(p.URL, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 	ctx := context.Background()
 	scan := &dynamodb.ScanInput{TableName: aws.String("t")}
 	// 10 items of 4,002 bytes: 40,020 bytes, 10 units strongly consistent, 5 eventually.

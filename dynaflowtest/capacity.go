@@ -1,4 +1,4 @@
-package dynamotest
+package dynaflowtest
 
 import (
 	"encoding/base64"
