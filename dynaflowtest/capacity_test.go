@@ -57,10 +57,7 @@ func TestWriteCapacity(t *testing.T) {
 		t.Errorf("after raising the capacity: %v, %d handed back; want all admitted", err, len(out.UnprocessedItems["t"]))
 	}
 	perSecond, refused := p.WriteCapacityUse("t")
-	total := 0.0
-	for _, u := range perSecond {
-		total += u
-	}
+	total := sum(perSecond)
 	if total != 125 || refused != 30 {
 		t.Errorf("admitted %v units (%v a second), refused %d writes; want 125 and 30", total, perSecond, refused)
 	}
@@ -97,10 +94,7 @@ func TestReadCapacity(t *testing.T) {
 		t.Errorf("third scan, the bucket in debt = %v; want ProvisionedThroughputExceededException", err)
 	}
 	perSecond, refused := p.ReadCapacityUse("t")
-	total := 0.0
-	for _, u := range perSecond {
-		total += u
-	}
+	total := sum(perSecond)
 	if total != 10 || refused != 1 {
 		t.Errorf("charged %v units, refused %d calls; want 10 and 1", total, refused)
 	}
@@ -109,11 +103,17 @@ func TestReadCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	perSecond, _ = p.ReadCapacityUse("t")
-	after := 0.0
-	for _, u := range perSecond {
-		after += u
-	}
+	after := sum(perSecond)
 	if after != total+10 {
 		t.Errorf("a consistent read was charged %v; want 10", after-total)
 	}
+}
+
+// sum adds up a proxy's per-second accounting.
+func sum(perSecond []float64) float64 {
+	t := 0.0
+	for _, u := range perSecond {
+		t += u
+	}
+	return t
 }

@@ -100,13 +100,18 @@ func BatcherWrites(b *testing.B, e *Env, maxInFlight, producers int) {
 
 // putAll times b.N Puts of the pool's items from producers goroutines into a Batcher on api with
 // maxInFlight calls at once, then Flush; it reports writes/s and CPU per write, closes the
-// Batcher and returns its Stats.
-func putAll(b *testing.B, api dynaflow.API, maxInFlight, producers int) dynaflow.Stats {
+// Batcher and returns its Stats. The writes go to Table, or in turn to each of more tables.
+func putAll(b *testing.B, api dynaflow.API, maxInFlight, producers int, more ...string) dynaflow.Stats {
 	items, _ := Pool()
 	ctx := context.Background()
+	tables := append([]string{Table}, more...)
 	w, err := dynaflow.New(api).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
 		o.KeyAttributes = []string{"pk"}
 		o.MaxInFlight = maxInFlight
+		o.Tables = make(map[string][]string)
+		for _, t := range more {
+			o.Tables[t] = []string{"pk"}
+		}
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -115,7 +120,7 @@ func putAll(b *testing.B, api dynaflow.API, maxInFlight, producers int) dynaflow
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := processCPU()
-	if err := spreadBlocks(b.N, producers, putBlock, func(i int) error { return w.Put(ctx, items[i%len(items)]) }); err != nil {
+	if err := spreadBlocks(b.N, producers, putBlock, func(i int) error { return w.PutIn(ctx, tables[i%len(tables)], items[i%len(items)]) }); err != nil {
 		b.Fatal(err)
 	}
 	if err := w.Flush(ctx); err != nil {

@@ -22,28 +22,7 @@ const Table2 = "bench2"
 // TwoTableWrites is BatcherWrites with the writes spread over two tables, every other write to
 // each, in one Batcher. One op is one write.
 func TwoTableWrites(b *testing.B, e *Env, maxInFlight, producers int) {
-	items, _ := Pool()
-	ctx := context.Background()
-	w, err := dynaflow.New(e.API).NewBatcher(ctx, Table, func(o *dynaflow.BatcherOptions) {
-		o.MaxInFlight = maxInFlight
-		o.Tables = map[string][]string{Table2: nil}
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close(ctx)
-	b.ResetTimer()
-	cpu := processCPU()
-	tables := [2]string{Table, Table2}
-	if err := spreadBlocks(b.N, producers, putBlock, func(i int) error { return w.PutIn(ctx, tables[i%2], items[i%len(items)]) }); err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	reportCPU(b, cpu, "write")
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	putAll(b, e.API, maxInFlight, producers, Table2)
 }
 
 // failAPI refuses every BatchWriteItem as a table that does not exist would.
