@@ -66,7 +66,8 @@ func (a *app) connect(ctx context.Context, conns int) (*dynamodb.Client, error) 
 		_, err := cfg.Credentials.Retrieve(cctx)
 		cancel()
 		if err != nil {
-			cfg.Credentials = credentials.NewStaticCredentialsProvider("dynaflow-local", "dynaflow-local", "")
+			// DynamoDB Local accepts access keys of letters and digits only.
+			cfg.Credentials = credentials.NewStaticCredentialsProvider("dynaflowlocal", "dynaflowlocal", "")
 			fmt.Fprintf(a.stderr, "dynaflow: no AWS credentials configured; using placeholder credentials for the local endpoint %s\n", endpoint)
 		}
 	}

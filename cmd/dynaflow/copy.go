@@ -149,10 +149,7 @@ func (a *app) copyTable(source, dest string) error {
 	dyn := dynaflow.New(api, func(o *dynaflow.Options) { o.MaxReadUnits, o.MaxWriteUnits = maxR, maxW })
 	m := &meter{what: "copy " + source + " " + dest, start: time.Now(), total: aws.ToInt64(src.desc.ItemCount), rejected: rej.count, client: dyn}
 	pr := startProgress(m, a.progress, a.stderr)
-	b, err := dyn.NewBatcher(a.stop, dest, func(o *dynaflow.BatcherOptions) {
-		o.MaxInFlight = a.inFlight
-		o.KeyAttributes = dst.keyNames()
-	})
+	b, err := dyn.NewBatcher(a.stop, dest, a.batcherOptions(dst, maxW))
 	if err != nil {
 		pr.end(false)
 		return err

@@ -164,10 +164,7 @@ func (a *app) load(table, file string) (err error) {
 		return a.dryLoad(src, info, rej, m, pr)
 	}
 
-	b, err := dyn.NewBatcher(a.stop, table, func(o *dynaflow.BatcherOptions) {
-		o.MaxInFlight = a.inFlight
-		o.KeyAttributes = info.keyNames()
-	})
+	b, err := dyn.NewBatcher(a.stop, table, a.batcherOptions(info, maxW))
 	if err != nil {
 		pr.end(false)
 		return err

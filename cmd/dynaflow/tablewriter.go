@@ -196,3 +196,16 @@ func (w *tableWriter) finish(hard context.Context, interrupted bool, grace time.
 	}
 	return pos, rejectsLen, landed, nil
 }
+
+// batcherOptions configure the Batcher of load and copy. With a cap, the Batcher holds about two
+// seconds of writes at the cap, so that after an interrupt what it accepted lands within a few
+// seconds, and checkpoints trail the reading by no more than that.
+func (a *app) batcherOptions(info *tableInfo, maxWriteUnits float64) func(*dynaflow.BatcherOptions) {
+	return func(o *dynaflow.BatcherOptions) {
+		o.MaxInFlight = a.inFlight
+		o.KeyAttributes = info.keyNames()
+		if maxWriteUnits > 0 {
+			o.MaxBuffered = int(min(dynaflow.DefaultMaxBuffered, max(2*maxWriteUnits, float64(dynaflow.MaxBatchWriteRequests*a.inFlight))))
+		}
+	}
+}
