@@ -32,12 +32,13 @@ func (a *app) connect(ctx context.Context, conns int) (*dynamodb.Client, error) 
 		endpoint = os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")
 	}
 	local := isLoopback(endpoint)
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-			t.MaxIdleConns = conns + 16
-			t.MaxIdleConnsPerHost = conns + 16
-		})),
-	}
+	// A connection per call in flight, kept idle between calls rather than closed and reopened.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = conns + 16
+		t.MaxIdleConnsPerHost = conns + 16
+		a.transport = t
+	})
+	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if a.region != "" {
 		opts = append(opts, config.WithRegion(a.region))
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 
@@ -21,50 +20,52 @@ import (
 // ddbLine is the shape of one line of a ddb file: DynamoDB's export to S3 writes {"Item":{...}};
 // a rejects file adds "error" and "line", and "raw" for a line that did not parse.
 type ddbLine struct {
-	Item  map[string]json.RawMessage `json:"Item"`
-	Error string                     `json:"error,omitempty"`
-	Line  int64                      `json:"line,omitempty"`
-	Raw   *string                    `json:"raw,omitempty"`
+	Item  map[string]*ddbValue `json:"Item"`
+	Error string               `json:"error"`
+	Line  int64                `json:"line"`
+	Raw   *string              `json:"raw"`
+}
+
+// ddbValue is one typed value as encoding/json decodes it: exactly one field must be set.
+type ddbValue struct {
+	S    *string
+	N    json.RawMessage
+	B    []byte
+	BOOL *bool
+	NULL *bool
+	SS   []string
+	NS   []json.RawMessage
+	BS   [][]byte
+	L    []*ddbValue
+	M    map[string]*ddbValue
 }
 
 // decodeDDBLine reads one line: the {"Item":{...}} shape or a bare typed item.
 func decodeDDBLine(line []byte) (dynaflow.Item, error) {
-	var top map[string]json.RawMessage
+	var top ddbLine
 	if err := json.Unmarshal(line, &top); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", jsonErr(err))
-	}
-	if top == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	if raw, ok := top["Item"]; ok && onlyLineFields(top) {
-		var attrs map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &attrs); err != nil || attrs == nil {
-			return nil, errors.New(`"Item" is not a JSON object`)
+		if _, ok := err.(*json.UnmarshalTypeError); !ok {
+			return nil, fmt.Errorf("not DynamoDB JSON: %w", jsonErr(err))
 		}
-		return decodeDDBItem(attrs)
+		top = ddbLine{} // not our shape; maybe a bare item with an attribute named like a field
 	}
-	if _, ok := top["raw"]; ok {
+	if top.Item != nil {
+		return ddbItem(top.Item)
+	}
+	if top.Raw != nil {
 		return nil, errors.New(`a rejected line that did not parse ("raw"): fix it into an "Item" to load it`)
 	}
-	return decodeDDBItem(top)
-}
-
-// onlyLineFields reports whether top holds nothing but the fields of ddbLine.
-func onlyLineFields(top map[string]json.RawMessage) bool {
-	for k := range top {
-		switch k {
-		case "Item", "error", "line":
-		default:
-			return false
-		}
+	var bare map[string]*ddbValue
+	if err := json.Unmarshal(line, &bare); err != nil || bare == nil {
+		return nil, errors.New(`not an item: want {"Item":{"name":{"S":"..."},...}} or {"name":{"S":"..."},...}`)
 	}
-	return true
+	return ddbItem(bare)
 }
 
-func decodeDDBItem(attrs map[string]json.RawMessage) (dynaflow.Item, error) {
+func ddbItem(attrs map[string]*ddbValue) (dynaflow.Item, error) {
 	item := make(dynaflow.Item, len(attrs))
 	for name, raw := range attrs {
-		v, err := decodeDDBValue(raw)
+		v, err := raw.value()
 		if err != nil {
 			return nil, fmt.Errorf("attribute %q: %w", name, err)
 		}
@@ -73,103 +74,93 @@ func decodeDDBItem(attrs map[string]json.RawMessage) (dynaflow.Item, error) {
 	return item, nil
 }
 
-// decodeDDBValue reads one typed value.
-func decodeDDBValue(raw json.RawMessage) (types.AttributeValue, error) {
-	var tv map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &tv); err != nil || len(tv) != 1 {
+// value converts a decoded typed value, checking it has exactly one type.
+func (d *ddbValue) value() (types.AttributeValue, error) {
+	if d == nil {
 		return nil, errors.New(`not a typed value such as {"S":"..."}`)
 	}
-	for tag, body := range tv {
-		return decodeTagged(tag, body)
+	var v types.AttributeValue
+	n := 0
+	set := func(av types.AttributeValue) { v = av; n++ }
+	if d.S != nil {
+		set(&types.AttributeValueMemberS{Value: *d.S})
 	}
-	panic("unreachable")
-}
-
-func decodeTagged(tag string, body json.RawMessage) (types.AttributeValue, error) {
-	bad := func(what string) error { return fmt.Errorf("%s value is not %s", tag, what) }
-	switch tag {
-	case "S":
-		var s string
-		if json.Unmarshal(body, &s) != nil {
-			return nil, bad("a string")
-		}
-		return &types.AttributeValueMemberS{Value: s}, nil
-	case "N":
-		s, err := numberString(body)
+	if d.N != nil {
+		s, err := numberString(d.N)
 		if err != nil {
-			return nil, bad("a number")
+			return nil, errors.New("N value is not a number")
 		}
-		return &types.AttributeValueMemberN{Value: s}, nil
-	case "B":
-		var b []byte
-		if json.Unmarshal(body, &b) != nil || b == nil {
-			return nil, bad("base64")
+		set(&types.AttributeValueMemberN{Value: s})
+	}
+	if d.B != nil {
+		set(&types.AttributeValueMemberB{Value: d.B})
+	}
+	if d.BOOL != nil {
+		set(&types.AttributeValueMemberBOOL{Value: *d.BOOL})
+	}
+	if d.NULL != nil {
+		if !*d.NULL {
+			return nil, errors.New("NULL value is not true")
 		}
-		return &types.AttributeValueMemberB{Value: b}, nil
-	case "BOOL":
-		var v bool
-		if json.Unmarshal(body, &v) != nil || isNull(body) {
-			return nil, bad("true or false")
+		set(&types.AttributeValueMemberNULL{Value: true})
+	}
+	if d.SS != nil {
+		if len(d.SS) == 0 {
+			return nil, errors.New("SS value is not a non-empty list of strings")
 		}
-		return &types.AttributeValueMemberBOOL{Value: v}, nil
-	case "NULL":
-		var v bool
-		if json.Unmarshal(body, &v) != nil || !v {
-			return nil, bad("true")
+		set(&types.AttributeValueMemberSS{Value: d.SS})
+	}
+	if d.NS != nil {
+		if len(d.NS) == 0 {
+			return nil, errors.New("NS value is not a non-empty list of numbers")
 		}
-		return &types.AttributeValueMemberNULL{Value: true}, nil
-	case "SS":
-		var ss []string
-		if json.Unmarshal(body, &ss) != nil || len(ss) == 0 {
-			return nil, bad("a non-empty list of strings")
-		}
-		return &types.AttributeValueMemberSS{Value: ss}, nil
-	case "NS":
-		var raws []json.RawMessage
-		if json.Unmarshal(body, &raws) != nil || len(raws) == 0 {
-			return nil, bad("a non-empty list of numbers")
-		}
-		ns := make([]string, len(raws))
-		for i, r := range raws {
+		ns := make([]string, len(d.NS))
+		for i, r := range d.NS {
 			s, err := numberString(r)
 			if err != nil {
-				return nil, bad("a non-empty list of numbers")
+				return nil, errors.New("NS value is not a non-empty list of numbers")
 			}
 			ns[i] = s
 		}
-		return &types.AttributeValueMemberNS{Value: ns}, nil
-	case "BS":
-		var bs [][]byte
-		if json.Unmarshal(body, &bs) != nil || len(bs) == 0 {
-			return nil, bad("a non-empty list of base64 strings")
+		set(&types.AttributeValueMemberNS{Value: ns})
+	}
+	if d.BS != nil {
+		if len(d.BS) == 0 {
+			return nil, errors.New("BS value is not a non-empty list of base64 strings")
 		}
-		return &types.AttributeValueMemberBS{Value: bs}, nil
-	case "L":
-		var raws []json.RawMessage
-		if json.Unmarshal(body, &raws) != nil || raws == nil {
-			return nil, bad("a list")
-		}
-		l := make([]types.AttributeValue, len(raws))
-		for i, r := range raws {
-			v, err := decodeDDBValue(r)
+		set(&types.AttributeValueMemberBS{Value: d.BS})
+	}
+	if d.L != nil {
+		l := make([]types.AttributeValue, len(d.L))
+		for i, e := range d.L {
+			ev, err := e.value()
 			if err != nil {
 				return nil, fmt.Errorf("element %d: %w", i, err)
 			}
-			l[i] = v
+			l[i] = ev
 		}
-		return &types.AttributeValueMemberL{Value: l}, nil
-	case "M":
-		var attrs map[string]json.RawMessage
-		if json.Unmarshal(body, &attrs) != nil || attrs == nil {
-			return nil, bad("an object")
-		}
-		m, err := decodeDDBItem(attrs)
+		set(&types.AttributeValueMemberL{Value: l})
+	}
+	if d.M != nil {
+		m, err := ddbItem(d.M)
 		if err != nil {
 			return nil, err
 		}
-		return &types.AttributeValueMemberM{Value: m}, nil
+		set(&types.AttributeValueMemberM{Value: m})
 	}
-	return nil, fmt.Errorf("unknown type %q", tag)
+	if n != 1 {
+		return nil, errors.New(`not a typed value with one type, such as {"S":"..."}`)
+	}
+	return v, nil
+}
+
+// decodeDDBValue reads one typed value.
+func decodeDDBValue(raw json.RawMessage) (types.AttributeValue, error) {
+	var d ddbValue
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, errors.New(`not a typed value such as {"S":"..."}`)
+	}
+	return d.value()
 }
 
 // numberString accepts a number as DynamoDB JSON spells it, a string ("12.5"), and also a bare
@@ -227,8 +218,6 @@ func validNumber(s string) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func isNull(b json.RawMessage) bool { return string(bytes.TrimSpace(b)) == "null" }
-
 // jsonErr shortens a JSON syntax error to its message; it never holds the input.
 func jsonErr(err error) error {
 	var se *json.SyntaxError
@@ -247,7 +236,8 @@ func appendDDBLine(b []byte, item dynaflow.Item) []byte {
 
 func appendDDBItem(b []byte, item dynaflow.Item) []byte {
 	b = append(b, '{')
-	for i, name := range slices.Sorted(maps.Keys(item)) {
+	var buf [32]string
+	for i, name := range sortedNames(item, buf[:0]) {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -256,6 +246,16 @@ func appendDDBItem(b []byte, item dynaflow.Item) []byte {
 		b = appendDDBValue(b, item[name])
 	}
 	return append(b, '}')
+}
+
+// sortedNames returns item's attribute names in order, in names (whose array holds most items'
+// names without allocating): files then come out the same for the same items.
+func sortedNames(item dynaflow.Item, names []string) []string {
+	for name := range item {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func appendDDBValue(b []byte, v types.AttributeValue) []byte {
@@ -337,4 +337,9 @@ func appendBase64(b []byte, p []byte) []byte {
 	b = append(b, '"')
 	b = base64.StdEncoding.AppendEncode(b, p)
 	return append(b, '"')
+}
+
+// decodeTagged reads body as a value of type tag, such as a CSV cell for an SS column.
+func decodeTagged(tag string, body json.RawMessage) (types.AttributeValue, error) {
+	return decodeDDBValue(json.RawMessage(`{"` + tag + `":` + string(body) + `}`))
 }

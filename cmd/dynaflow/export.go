@@ -464,11 +464,11 @@ func findExportCheckpoints(target string, toDir bool, flag string) (map[string]e
 
 // decodeKey reads a LastEvaluatedKey saved in DynamoDB JSON.
 func decodeKey(raw json.RawMessage) (dynaflow.Item, error) {
-	var attrs map[string]json.RawMessage
+	var attrs map[string]*ddbValue
 	if err := json.Unmarshal(raw, &attrs); err != nil {
 		return nil, fmt.Errorf("start key: %w", err)
 	}
-	return decodeDDBItem(attrs)
+	return ddbItem(attrs)
 }
 
 // defaultSegments is one segment per 2 GB of the table (DynamoDB's advice), at least 4 so that

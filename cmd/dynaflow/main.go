@@ -68,6 +68,9 @@ func runContext(stop, hard context.Context, args []string, stdin io.Reader, stdo
 	cmd := a.root()
 	cmd.SetArgs(args)
 	err := cmd.Execute()
+	if a.transport != nil {
+		a.transport.CloseIdleConnections()
+	}
 	switch {
 	case errors.Is(err, errInterrupted):
 		fmt.Fprintln(stderr, "dynaflow:", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -94,10 +95,13 @@ type result struct {
 // run runs the command line in this process, in the world's directory, against the proxy.
 func (w *world) run(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
-	return w.runTo(t, stdin, nil, args...)
+	r := w.runTo(t, stdin, nil, args...)
+	checkNoLeaks(t)
+	return r
 }
 
-// runTo is run with stdout going to out (when not nil).
+// runTo is run with stdout going to out (when not nil), without the check for leaks (for a run
+// beside another).
 func (w *world) runTo(t *testing.T, stdin io.Reader, out io.Writer, args ...string) result {
 	t.Helper()
 	if stdin == nil {
@@ -250,3 +254,45 @@ func canonSet(items []dynaflow.Item) map[string]bool {
 // yieldBriefly waits a little while polling another process's progress; no result depends on
 // how long.
 func yieldBriefly() { time.Sleep(5 * time.Millisecond) }
+
+// checkNoLeaks fails t if a goroutine running dynaflow's code (the command's or the library's,
+// not the tests') is still alive after a run. It gives goroutines on their way out five seconds.
+func checkNoLeaks(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaked := ourGoroutines()
+		if len(leaked) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines of dynaflow still running after the command returned; the first:\n%s", len(leaked), leaked[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ourGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(g, "\n")
+		for i := 1; i+1 < len(lines); i++ {
+			fn, file := lines[i], strings.TrimSpace(lines[i+1])
+			if strings.HasPrefix(fn, "github.com/dynaflow-go/dynaflow") && !strings.Contains(file, "_test.go") &&
+				!strings.Contains(file, "/internal/dynamotest/") && !strings.Contains(file, "/dynaflowtest/") && strings.HasPrefix(lines[i+1], "\t") {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}

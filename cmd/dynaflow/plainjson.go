@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -70,7 +68,8 @@ func appendJSONLine(b []byte, item dynaflow.Item) []byte {
 
 func appendPlainMap(b []byte, m dynaflow.Item) []byte {
 	b = append(b, '{')
-	for i, name := range slices.Sorted(maps.Keys(m)) {
+	var buf [32]string
+	for i, name := range sortedNames(m, buf[:0]) {
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime/debug"
 	"time"
 
@@ -38,7 +39,8 @@ type app struct {
 	yes               bool
 	output            string
 
-	cmd *cobra.Command // the command running, for Flags().Changed
+	cmd       *cobra.Command  // the command running, for Flags().Changed
+	transport *http.Transport // the SDK client's, to close its idle connections at the end
 }
 
 func (a *app) root() *cobra.Command {

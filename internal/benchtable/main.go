@@ -30,6 +30,8 @@ func main() {
 	flag.IntVar(&c.cpuTrials, "cpu-trials", 5, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
 	flag.IntVar(&c.heapWrites, "heap-writes", 1_000_000, "writes for the peak-heap row")
 	flag.IntVar(&c.splitWrites, "split-writes", 20*bench.SplitChunk, "writes a side in each trial of a write comparison at 0 ms (twenty turns a side by default)")
+	flag.IntVar(&c.cliItems, "cli-items", 1_000_000, "items for the command line's load and export rows")
+	flag.IntVar(&c.cliTrials, "cli-trials", 3, "runs of each command line row")
 	flag.Parse()
 	if err := run(os.Stdout, c); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -40,6 +42,7 @@ func main() {
 // config is what a run measures: how many trials, and how many writes where that is fixed.
 type config struct {
 	trials, cpuTrials, heapWrites, splitWrites int
+	cliItems, cliTrials                        int
 }
 
 // run runs the benchmarks as c says and prints the table to w. The benchmarks other than the
@@ -176,6 +179,9 @@ func run(w io.Writer, c config) error {
 		fmt.Fprintf(w, "| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
 	}
 	e.Close()
+	if err := cliRows(w, t, c.cliItems, c.cliTrials); err != nil {
+		return err
+	}
 	for _, row := range allocRows {
 		fmt.Fprintln(w, row)
 	}
