@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -556,5 +557,66 @@ func isDone(c chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestIntegrationCopyInterruptedResumes stops a copy (as the first Ctrl-C does) once writes are
+// under way: it exits 130 with a checkpoint, and --resume copies the rest.
+func TestIntegrationCopyInterruptedResumes(t *testing.T) {
+	w := newWorld(t)
+	src, dst := w.table(t), w.table(t)
+	items := typed(600)
+	w.seed(t, src, items)
+	stop, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	go func() {
+		for w.proxy.Calls("BatchWriteItem") < 3 && stop.Err() == nil {
+			yieldBriefly()
+		}
+		interrupt()
+	}()
+	args := []string{"copy", src, dst, "--segments", "2", "--page-size", "20", "--max-write-units", "300", "--checkpoint-every", "20ms", "--progress", "none", "--endpoint", w.proxy.URL}
+	chdir(t, w.dir)
+	var stderr strings.Builder
+	code := runContext(stop, context.Background(), args, strings.NewReader(""), io.Discard, &stderr)
+	checkNoLeaks(t)
+	if code != exitInterrupted {
+		t.Fatalf("exit %d; want 130: %s", code, stderr.String())
+	}
+	var st copyState
+	ck := w.path("dynaflow-copy-" + src + "-" + dst + ".checkpoint")
+	if found, err := loadCheckpoint(ck, &st); !found || err != nil {
+		t.Fatalf("no checkpoint after the interrupt: %v", err)
+	}
+	if n := len(w.contents(t, dst)); n == 0 || n == len(items) {
+		t.Fatalf("destination holds %d of %d items after the interrupt; want some", n, len(items))
+	}
+	if r := w.run(t, nil, append(args[:len(args)-2], "--resume")...); r.code != 0 {
+		t.Fatalf("resume: exit %d: %s", r.code, r.stderr)
+	}
+	if diff := cmp.Diff(canonSet(items), w.contents(t, dst)); diff != "" {
+		t.Errorf("destination after resume (-want +got):\n%s", diff)
+	}
+}
+
+// TestIntegrationProgressBar draws the bar into a buffer (not a terminal, so asked for) and ends
+// with the summary line for people.
+func TestIntegrationProgressBar(t *testing.T) {
+	w := newWorld(t)
+	table := w.table(t)
+	writeItems(t, w.path("in.ddb"), formatDDB, nil, typed(50))
+	r := w.run(t, nil, "load", table, "in.ddb", "--progress", "bar")
+	if r.code != 0 || !strings.Contains(r.stderr, "load "+table) || !strings.Contains(r.stderr, "dynaflow load "+table+": read 50, written 50") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("progress went to stdout: %q", r.stdout)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb strings.Builder
+	if code := runContext(context.Background(), context.Background(), []string{"version"}, strings.NewReader(""), &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "dynaflow ") {
+		t.Errorf("version: exit %d, %q %q", code, out.String(), errb.String())
 	}
 }

@@ -78,6 +78,11 @@ func run(w io.Writer, c config) error {
 			c.heapWrites, how, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
 	}
 	heapTook := time.Since(start)
+	var cli strings.Builder
+	if err := cliRows(&cli, t, c.cliItems, c.cliTrials); err != nil {
+		return err
+	}
+	cliRowsOut := []string{cli.String()}
 
 	fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
@@ -179,8 +184,8 @@ func run(w io.Writer, c config) error {
 		fmt.Fprintf(w, "| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
 	}
 	e.Close()
-	if err := cliRows(w, t, c.cliItems, c.cliTrials); err != nil {
-		return err
+	for _, row := range cliRowsOut {
+		fmt.Fprint(w, row)
 	}
 	for _, row := range allocRows {
 		fmt.Fprintln(w, row)
