@@ -561,7 +561,8 @@ func isDone(c chan struct{}) bool {
 }
 
 // TestIntegrationCopyInterruptedResumes stops a copy (as the first Ctrl-C does) once writes are
-// under way: it exits 130 with a checkpoint, and --resume copies the rest.
+// under way: it exits 130 with a checkpoint, and --resume copies the rest. The cap of 100 units
+// keeps the Batcher's room at 200 writes, so the scan is still going when the interrupt comes.
 func TestIntegrationCopyInterruptedResumes(t *testing.T) {
 	w := newWorld(t)
 	src, dst := w.table(t), w.table(t)
@@ -575,7 +576,7 @@ func TestIntegrationCopyInterruptedResumes(t *testing.T) {
 		}
 		interrupt()
 	}()
-	args := []string{"copy", src, dst, "--segments", "2", "--page-size", "20", "--max-write-units", "300", "--checkpoint-every", "20ms", "--progress", "none", "--endpoint", w.proxy.URL}
+	args := []string{"copy", src, dst, "--segments", "2", "--page-size", "20", "--max-write-units", "100", "--checkpoint-every", "20ms", "--progress", "none", "--endpoint", w.proxy.URL}
 	chdir(t, w.dir)
 	var stderr strings.Builder
 	code := runContext(stop, context.Background(), args, strings.NewReader(""), io.Discard, &stderr)

@@ -208,13 +208,16 @@ func (a *app) copyTable(source, dest string) error {
 	}()
 	stopCk()
 	wg.Wait()
-	interrupted := a.stop.Err() != nil
-	pos, rejectsLen, landed, werr := w.finish(a.hard, interrupted, a.landGrace)
+	stoppedEarly := a.stop.Err() != nil // reading ended before the input did
+	pos, rejectsLen, landed, werr := w.finish(a.hard, a.stop, a.landGrace)
+	// Interrupted: stopped reading, or stopped waiting for the writes. An interrupt that came
+	// after the input was read, while everything still landed, leaves nothing to resume.
+	interrupted := stoppedEarly || !landed && a.stop.Err() != nil
 	if err := errors.Join(ckErr, werr); err != nil {
 		pr.end(interrupted)
 		return err
 	}
-	if landed && (interrupted || scanErr != nil) {
+	if landed && (stoppedEarly || scanErr != nil) {
 		if err := save(pos, rejectsLen); err != nil {
 			scanErr = errors.Join(scanErr, err)
 		}

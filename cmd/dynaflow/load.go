@@ -213,13 +213,16 @@ func (a *app) load(table, file string) (err error) {
 	}()
 	stopCk()
 	wg.Wait()
-	interrupted := a.stop.Err() != nil
-	pos, rejectsLen, landed, werr := w.finish(a.hard, interrupted, a.landGrace)
+	stoppedEarly := a.stop.Err() != nil // reading ended before the input did
+	pos, rejectsLen, landed, werr := w.finish(a.hard, a.stop, a.landGrace)
+	// Interrupted: stopped reading, or stopped waiting for the writes. An interrupt that came
+	// after the input was read, while everything still landed, leaves nothing to resume.
+	interrupted := stoppedEarly || !landed && a.stop.Err() != nil
 	if err := errors.Join(ckErr, werr); err != nil {
 		pr.end(interrupted)
 		return err
 	}
-	if landed && (interrupted || readErr != nil) {
+	if landed && (stoppedEarly || readErr != nil) {
 		if err := save(pos, rejectsLen); err != nil {
 			readErr = errors.Join(readErr, err)
 		}

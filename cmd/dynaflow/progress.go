@@ -181,7 +181,13 @@ func (pr *progress) end(interrupted bool, notes ...string) figures {
 	close(pr.stop)
 	pr.wg.Wait()
 	if pr.bar != nil {
-		pr.bar.SetTotal(-1, true) // complete at whatever it reached
+		// Complete the bar at whatever it reached; a bar at 0 cannot complete, so it ends aborted.
+		if n := pr.current(); n > 0 {
+			pr.bar.SetCurrent(n)
+			pr.bar.SetTotal(-1, true)
+		} else {
+			pr.bar.Abort(false)
+		}
 		pr.p.Wait()
 	}
 	f := pr.m.figures()

@@ -164,17 +164,27 @@ func (w *tableWriter) checkpoints(ctx context.Context, every time.Duration, save
 	}
 }
 
-// finish ends a run: it waits for the writes to land (until grace has passed, when interrupted
-// is set, or the hard context ends), sends failures to the rejects file and closes the Batcher.
-// landed reports whether everything handed over has landed or been rejected; then pos, the
-// position reached, and rejectsLen are safe to checkpoint.
-func (w *tableWriter) finish(hard context.Context, interrupted bool, grace time.Duration) (pos any, rejectsLen int64, landed bool, err error) {
-	ctx := hard
-	if interrupted {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(hard, grace)
-		defer cancel()
-	}
+// finish ends a run: it waits for the writes to land, sends failures to the rejects file and
+// closes the Batcher. It waits until hard ends, or until grace after stop ends (an interrupt,
+// before or during the wait). landed reports whether everything handed over has landed or been
+// rejected; then pos, the position reached, and rejectsLen are safe to checkpoint.
+func (w *tableWriter) finish(hard, stop context.Context, grace time.Duration) (pos any, rejectsLen int64, landed bool, err error) {
+	ctx, cancel := context.WithCancel(hard)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop.Done():
+		case <-ctx.Done():
+			return
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	pos, _, serr := w.settle(ctx)
 	landed = serr == nil
 	if serr != nil && ctx.Err() == nil {
