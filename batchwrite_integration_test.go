@@ -398,7 +398,10 @@ func TestIntegrationBatcherThrottledTableAlone(t *testing.T) {
 	if len(e.tableContents(t, second)) != 0 {
 		t.Fatalf("the refused table holds items: the test proves nothing")
 	}
-	if sc*2 > fc {
+	// Unpaused, the refused table rides along in about two calls for each of the other's (79 to
+	// 42 when the pause was taken out); paused, it probes once per backoff, about half as often
+	// as the other's calls on a fast server and a little more on a slow one (21 to 40 on moto).
+	if sc > fc {
 		t.Errorf("%d calls carried the refused table and %d the other meanwhile; want the refused one paused", sc, fc)
 	}
 	e.proxy.SetTableUnprocessed(second, 0)

@@ -3,10 +3,8 @@ package dynaflow
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	"github.com/dynaflow-go/dynaflow/internal/leakcheck"
 )
 
 // fakeAPI is an in-memory API for unit tests. Query and Scan page through items (pageSize per
@@ -382,44 +381,7 @@ func fastRetry(o *Options) {
 }
 
 // checkNoLeaks fails t if a goroutine running dynaflow's own (non-test) code is still alive.
-// It gives goroutines that are already on their way out up to five seconds to finish.
 func checkNoLeaks(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		leaked := ourGoroutines()
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines of dynaflow still running; the first:\n%s", len(leaked), leaked[0])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// ourGoroutines returns the stacks of the goroutines with a frame in dynaflow's non-test files.
-func ourGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		lines := strings.Split(g, "\n")
-		for i := 1; i+1 < len(lines); i++ {
-			fn, file := lines[i], strings.TrimSpace(lines[i+1])
-			if strings.HasPrefix(fn, "github.com/dynaflow-go/dynaflow.") && !strings.HasPrefix(fn, "github.com/dynaflow-go/dynaflow.ourGoroutines") &&
-				strings.HasPrefix(lines[i+1], "\t") && !strings.Contains(file, "_test.go") {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
+	leakcheck.Check(t, "github.com/dynaflow-go/dynaflow.")
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -162,15 +160,6 @@ func (a *app) copyTable(source, dest string) error {
 		s.Segments, s.RejectsLen = pos.([]segState), rejectsLen
 		return saveCheckpoint(ckPath, s)
 	}
-	ckCtx, stopCk := context.WithCancel(a.hard)
-	var ckErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ckErr = w.checkpoints(ckCtx, a.checkpointEvery, save)
-	}()
-
 	in := &dynamodb.ScanInput{TableName: aws.String(source)}
 	if a.pageSize > 0 {
 		in.Limit = aws.Int32(a.pageSize)
@@ -180,7 +169,7 @@ func (a *app) copyTable(source, dest string) error {
 	for i, s := range segs {
 		at[s.Segment] = i
 	}
-	scanErr := func() error {
+	read := func() error {
 		if len(run) == 0 {
 			return nil
 		}
@@ -205,44 +194,8 @@ func (a *app) copyTable(source, dest string) error {
 			w.reached(slices.Clone(segs))
 		}
 		return nil
-	}()
-	stopCk()
-	wg.Wait()
-	stoppedEarly := a.stop.Err() != nil // reading ended before the input did
-	pos, rejectsLen, landed, werr := w.finish(a.hard, a.stop, a.landGrace)
-	// Interrupted: stopped reading, or stopped waiting for the writes. An interrupt that came
-	// after the input was read, while everything still landed, leaves nothing to resume.
-	interrupted := stoppedEarly || !landed && a.stop.Err() != nil
-	if err := errors.Join(ckErr, werr); err != nil {
-		pr.end(interrupted)
-		return err
 	}
-	if landed && (stoppedEarly || scanErr != nil) {
-		if err := save(pos, rejectsLen); err != nil {
-			scanErr = errors.Join(scanErr, err)
-		}
-	}
-	if interrupted {
-		pr.end(true)
-		return fmt.Errorf("%w: the checkpoint %s holds the place; run the same command with --resume to continue", errInterrupted, ckPath)
-	}
-	if scanErr != nil {
-		pr.end(false)
-		return fmt.Errorf("%w; the checkpoint %s holds the place: --resume continues", scanErr, ckPath)
-	}
-	var notes []string
-	if a.verify {
-		note, vErr := a.verifyCount(dyn, dest, w.distinct(), "distinct keys this copy wrote")
-		notes = append(notes, note)
-		if vErr != nil {
-			pr.end(false, notes...)
-			return vErr
-		}
-	}
-	if err := os.Remove(ckPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		notes = append(notes, "could not remove the checkpoint: "+err.Error())
-	}
-	return a.finishRejects(pr, rej, notes)
+	return a.writeRun(w, dyn, dest, ckPath, "copy", pr, save, read)
 }
 
 // createLike creates table name with src's keys and indexes, on-demand, and waits until it is

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -178,16 +176,7 @@ func (a *app) load(table, file string) (err error) {
 		s.Line, s.Offset, s.RejectsLen = p.line, p.offset, rejectsLen
 		return saveCheckpoint(ckPath, s)
 	}
-	ckCtx, stopCk := context.WithCancel(a.hard)
-	var ckErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ckErr = w.checkpoints(ckCtx, a.checkpointEvery, save)
-	}()
-
-	readErr := func() error {
+	read := func() error {
 		for {
 			if a.stop.Err() != nil {
 				return a.stop.Err()
@@ -210,47 +199,9 @@ func (a *app) load(table, file string) (err error) {
 			}
 			w.reached(loadPos{rec.line, rec.end})
 		}
-	}()
-	stopCk()
-	wg.Wait()
-	stoppedEarly := a.stop.Err() != nil // reading ended before the input did
-	pos, rejectsLen, landed, werr := w.finish(a.hard, a.stop, a.landGrace)
-	// Interrupted: stopped reading, or stopped waiting for the writes. An interrupt that came
-	// after the input was read, while everything still landed, leaves nothing to resume.
-	interrupted := stoppedEarly || !landed && a.stop.Err() != nil
-	if err := errors.Join(ckErr, werr); err != nil {
-		pr.end(interrupted)
-		return err
 	}
-	if landed && (stoppedEarly || readErr != nil) {
-		if err := save(pos, rejectsLen); err != nil {
-			readErr = errors.Join(readErr, err)
-		}
-	}
-	if interrupted {
-		pr.end(true)
-		if landed {
-			return fmt.Errorf("%w: the checkpoint %s holds the place; run the same command with --resume to continue", errInterrupted, ckPath)
-		}
-		return fmt.Errorf("%w before everything accepted had landed; the checkpoint %s holds the last place where it had; run the same command with --resume to continue", errInterrupted, ckPath)
-	}
-	if readErr != nil {
-		pr.end(false)
-		return fmt.Errorf("%w; the checkpoint %s holds the place where it stopped", readErr, ckPath)
-	}
-	var notes []string
-	if a.verify {
-		note, vErr := a.verifyCount(dyn, table, w.distinct(), "distinct keys this load wrote")
-		notes = append(notes, note)
-		if vErr != nil {
-			pr.end(false, notes...)
-			return vErr
-		}
-	}
-	if err := os.Remove(ckPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		notes = append(notes, "could not remove the checkpoint: "+err.Error())
-	}
-	return a.finishRejects(pr, rej, notes)
+
+	return a.writeRun(w, dyn, table, ckPath, "load", pr, save, read)
 }
 
 // finishRejects ends the report and chooses between success and exit 2.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/dynaflow-go/dynaflow"
 	"github.com/dynaflow-go/dynaflow/dynaflowtest"
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
+	"github.com/dynaflow-go/dynaflow/internal/leakcheck"
 )
 
 // The server the integration tests share, started on first use and stopped by TestMain.
@@ -256,43 +256,8 @@ func canonSet(items []dynaflow.Item) map[string]bool {
 func yieldBriefly() { time.Sleep(5 * time.Millisecond) }
 
 // checkNoLeaks fails t if a goroutine running dynaflow's code (the command's or the library's,
-// not the tests') is still alive after a run. It gives goroutines on their way out five seconds.
+// not the tests') is still alive after a run.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		leaked := ourGoroutines()
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines of dynaflow still running after the command returned; the first:\n%s", len(leaked), leaked[0])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func ourGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		lines := strings.Split(g, "\n")
-		for i := 1; i+1 < len(lines); i++ {
-			fn, file := lines[i], strings.TrimSpace(lines[i+1])
-			if strings.HasPrefix(fn, "github.com/dynaflow-go/dynaflow") && !strings.Contains(file, "_test.go") &&
-				!strings.Contains(file, "/internal/dynamotest/") && !strings.Contains(file, "/dynaflowtest/") && strings.HasPrefix(lines[i+1], "\t") {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
+	leakcheck.Check(t, "github.com/dynaflow-go/dynaflow.", "github.com/dynaflow-go/dynaflow/cmd/dynaflow.")
 }

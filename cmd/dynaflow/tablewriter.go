@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -218,4 +219,61 @@ func (a *app) batcherOptions(info *tableInfo, maxWriteUnits float64) func(*dynaf
 			o.MaxBuffered = int(min(dynaflow.DefaultMaxBuffered, max(2*maxWriteUnits, float64(dynaflow.MaxBatchWriteRequests*a.inFlight))))
 		}
 	}
+}
+
+// writeRun runs read, the loop that puts the input through w, while a goroutine saves a
+// checkpoint every --checkpoint-every, and then ends the run: it lets the writes land (see
+// finish), saves the checkpoint when the run stopped early, and otherwise verifies (--verify),
+// removes the checkpoint and reports. what names the command ("load", "copy") in messages.
+func (a *app) writeRun(w *tableWriter, dyn *dynaflow.Client, table, ckPath, what string, pr *progress, save func(pos any, rejectsLen int64) error, read func() error) error {
+	ckCtx, stopCk := context.WithCancel(a.hard)
+	var ckErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ckErr = w.checkpoints(ckCtx, a.checkpointEvery, save)
+	}()
+	readErr := read()
+	stopCk()
+	wg.Wait()
+
+	stoppedEarly := a.stop.Err() != nil // reading ended before the input did
+	pos, rejectsLen, landed, werr := w.finish(a.hard, a.stop, a.landGrace)
+	// Interrupted: stopped reading, or stopped waiting for the writes. An interrupt that came
+	// after the input was read, while everything still landed, leaves nothing to resume.
+	interrupted := stoppedEarly || !landed && a.stop.Err() != nil
+	if err := errors.Join(ckErr, werr); err != nil {
+		pr.end(interrupted)
+		return err
+	}
+	if landed && (stoppedEarly || readErr != nil) {
+		if err := save(pos, rejectsLen); err != nil {
+			readErr = errors.Join(readErr, err)
+		}
+	}
+	if interrupted {
+		pr.end(true)
+		if landed {
+			return fmt.Errorf("%w: the checkpoint %s holds the place; run the same command with --resume to continue", errInterrupted, ckPath)
+		}
+		return fmt.Errorf("%w before everything accepted had landed; the checkpoint %s holds the last place where it had; run the same command with --resume to continue", errInterrupted, ckPath)
+	}
+	if readErr != nil {
+		pr.end(false)
+		return fmt.Errorf("%w; the checkpoint %s holds the place where it stopped: --resume continues", readErr, ckPath)
+	}
+	var notes []string
+	if a.verify {
+		note, err := a.verifyCount(dyn, table, w.distinct(), "distinct keys this "+what+" wrote")
+		notes = append(notes, note)
+		if err != nil {
+			pr.end(false, notes...)
+			return err
+		}
+	}
+	if err := os.Remove(ckPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		notes = append(notes, "could not remove the checkpoint: "+err.Error())
+	}
+	return a.finishRejects(pr, w.rej, notes)
 }
