@@ -192,11 +192,12 @@ func TestIntegrationMaxWriteUnits(t *testing.T) {
 	}
 }
 
-// TestIntegrationMaxReadUnits scans with 8 segments through a Client capped at 10 read units a
-// second, against a read capacity of 15 in the proxy.
+// TestIntegrationMaxReadUnits scans with 8 segments through a Client capped at 40 read units a
+// second, against a read capacity of 60 in the proxy. A page of 8 items costs one unit, so one page
+// landing a little late in the next second is 2.5% of the cap (at a cap of 10 it was 10%).
 func TestIntegrationMaxReadUnits(t *testing.T) {
-	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = 10 })
-	items := make([]Item, 200)
+	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = 40 })
+	items := make([]Item, 1000)
 	for i := range items {
 		items[i] = Item{
 			"pk":   &types.AttributeValueMemberS{Value: "p"},
@@ -207,7 +208,7 @@ func TestIntegrationMaxReadUnits(t *testing.T) {
 	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
 		t.Fatal(err)
 	}
-	e.proxy.SetReadCapacity(e.table, 15, 15)
+	e.proxy.SetReadCapacity(e.table, 60, 60)
 	n := 0
 	for _, err := range e.dyn.ParallelScan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table), Limit: aws.Int32(8)}, 8) {
 		if err != nil {
@@ -217,7 +218,7 @@ func TestIntegrationMaxReadUnits(t *testing.T) {
 	}
 	perSecond, refused := e.proxy.ReadCapacityUse(e.table)
 	worst, seconds := worstWindow(perSecond)
-	if n != 200 || refused != 0 || seconds < 1 || worst > 10*1.05 {
-		t.Errorf("read %d items; proxy charged %v a second and refused %d calls; want 200, no refusal, no whole second above 10.5", n, perSecond, refused)
+	if n != 1000 || refused != 0 || seconds < 1 || worst > 40*1.05 {
+		t.Errorf("read %d items; proxy charged %v a second and refused %d calls; want 1000, no refusal, no whole second above 42", n, perSecond, refused)
 	}
 }
