@@ -316,7 +316,7 @@ func (b *Batcher) putValue(ctx context.Context, t *table, v any) error {
 	}
 	m, ok := av.(*types.AttributeValueMemberM)
 	if !ok {
-		return fmt.Errorf("%w: put to table %s: a %T marshals to %s, not to an item (a struct or a map)", ErrInvalidItem, t.name, v, typeName(av))
+		return fmt.Errorf("%w: put to table %s: a %T marshals to %s, not to an item (a struct or a map)", ErrInvalidItem, t.name, v, TypeName(av))
 	}
 	return b.put(ctx, t, m.Value)
 }

@@ -311,3 +311,12 @@ func ExampleItemSize() {
 	fmt.Println(dynaflow.ItemSize(item), dynaflow.ItemSize(item) <= dynaflow.MaxItemSize)
 	// Output: 15 true
 }
+
+// TypeName names an attribute value's type as DynamoDB JSON tags it.
+func ExampleTypeName() {
+	fmt.Println(dynaflow.TypeName(&types.AttributeValueMemberSS{Value: []string{"a"}}))
+	fmt.Println(dynaflow.TypeName(&types.AttributeValueMemberN{Value: "1"}))
+	// Output:
+	// SS
+	// N
+}

@@ -108,7 +108,7 @@ func keyPart(v types.AttributeValue) (byte, string, error) {
 	case nil:
 		return 0, "", errors.New("is nil")
 	default:
-		return 0, "", fmt.Errorf("has type %s; a key must be S, N or B", typeName(v))
+		return 0, "", fmt.Errorf("has type %s; a key must be S, N or B", TypeName(v))
 	}
 }
 
@@ -154,7 +154,7 @@ func keyString(key Item) (string, error) {
 
 // typeName returns DynamoDB's name for the type of an attribute value: S, N, B, SS, NS, BS, M, L,
 // NULL or BOOL.
-func typeName(v types.AttributeValue) string {
+func TypeName(v types.AttributeValue) string {
 	switch v.(type) {
 	case *types.AttributeValueMemberS:
 		return "S"

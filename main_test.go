@@ -3,7 +3,6 @@ package dynaflow
 import (
 	"context"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -12,19 +11,12 @@ import (
 	"github.com/dynaflow-go/dynaflow/internal/dynamotest"
 )
 
-// The server the integration tests share, started on first use (so that unit tests and fuzzing
-// do not wait for it) and stopped by TestMain.
-var server struct {
-	once sync.Once
-	srv  *dynamotest.Server
-	err  error
-}
+// The server the integration tests share, started on first use and stopped by TestMain.
+var server dynamotest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if server.srv != nil {
-		server.srv.Stop()
-	}
+	server.Stop()
 	os.Exit(code)
 }
 
@@ -44,17 +36,9 @@ type env struct {
 // DYNAFLOW_REQUIRE_SERVER=1.
 func integration(t *testing.T, rangeType types.ScalarAttributeType, optFns ...func(*Options)) *env {
 	t.Helper()
-	server.once.Do(func() {
-		server.srv, server.err = dynamotest.FromEnv(context.Background())
-	})
-	if server.err != nil {
-		if os.Getenv("DYNAFLOW_REQUIRE_SERVER") == "1" {
-			t.Fatalf("no DynamoDB-protocol server: %v", server.err)
-		}
-		t.Skipf("no DynamoDB-protocol server (%v); to run the integration tests, %s", server.err, dynamotest.HowToGetOne)
-	}
-	e := &env{backend: server.srv.Backend, table: dynamotest.TableName("dynaflow")}
-	e.direct = dynamotest.NewClient(server.srv.Endpoint)
+	srv := server.Get(t)
+	e := &env{backend: srv.Backend, table: dynamotest.TableName("dynaflow")}
+	e.direct = dynamotest.NewClient(srv.Endpoint)
 	var rng *dynamotest.Key
 	if rangeType != "" {
 		rng = &dynamotest.Key{Name: "sk", Type: rangeType}
@@ -62,7 +46,7 @@ func integration(t *testing.T, rangeType types.ScalarAttributeType, optFns ...fu
 	if err := dynamotest.CreateTable(context.Background(), e.direct, e.table, dynamotest.Key{Name: "pk", Type: types.ScalarAttributeTypeS}, rng); err != nil {
 		t.Fatal(err)
 	}
-	e.proxy = dynaflowtest.NewProxy(server.srv.Endpoint)
+	e.proxy = dynaflowtest.NewProxy(srv.Endpoint)
 	t.Cleanup(e.proxy.Close)
 	e.api = dynamotest.NewClient(e.proxy.URL)
 	e.dyn = New(e.api, optFns...)

@@ -166,8 +166,8 @@ func (t *table) keyOf(vals [2]types.AttributeValue, found [2]bool, op string) (i
 // keyErr returns what is wrong with v as the value of key attribute i, which keyOf refused.
 func (t *table) keyErr(i int, v types.AttributeValue, op string) error {
 	k := t.keys[i]
-	if k.typ != "" && typeName(v) != string(k.typ) {
-		return fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), t.name, k.name, typeName(v), k.typ)
+	if k.typ != "" && TypeName(v) != string(k.typ) {
+		return fmt.Errorf("%w: %s table %s: key attribute %q has type %s; the table's is %s", ErrInvalidItem, opTo(op), t.name, k.name, TypeName(v), k.typ)
 	}
 	if _, _, err := keyPart(v); err != nil {
 		return fmt.Errorf("%w: %s table %s: key attribute %q %v", ErrInvalidItem, opTo(op), t.name, k.name, err)

@@ -151,7 +151,7 @@ func (t *tableInfo) checkItem(item dynaflow.Item) error {
 		if !ok {
 			return fmt.Errorf("no key attribute %q", k.name)
 		}
-		if got := typeTag(v); got != k.typ {
+		if got := dynaflow.TypeName(v); got != k.typ {
 			return fmt.Errorf("key attribute %q is %s; the table's key is %s", k.name, got, k.typ)
 		}
 		switch v := v.(type) {
@@ -180,20 +180,22 @@ func (t *tableInfo) writeUnits(item dynaflow.Item) float64 {
 }
 
 // keyString is the key of item in the table, as a string that two items share only when they
-// have the same key.
+// have the same key: each key value, length first.
 func (t *tableInfo) keyString(item dynaflow.Item) string {
 	var b []byte
 	for _, k := range t.keys {
-		switch v := item[k.name].(type) {
+		var v string
+		switch a := item[k.name].(type) {
 		case *types.AttributeValueMemberS:
-			b = append(b, v.Value...)
+			v = a.Value
 		case *types.AttributeValueMemberN:
-			b = append(b, v.Value...)
+			v = a.Value
 		case *types.AttributeValueMemberB:
-			b = append(b, v.Value...)
+			v = string(a.Value)
 		}
-		b = append(b, 0xff) // never in UTF-8 text, and lengths differ otherwise
-		b = strconv.AppendInt(b, int64(len(b)), 10)
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
 	}
 	return string(b)
 }

@@ -127,20 +127,9 @@ func (a *app) copyTable(source, dest string) error {
 		}
 	}
 
-	var run []int
-	starts := map[int]dynaflow.Item{}
-	for _, s := range st.Segments {
-		if s.Done {
-			continue
-		}
-		run = append(run, s.Segment)
-		if s.Start != nil {
-			k, err := decodeKey(s.Start)
-			if err != nil {
-				return fmt.Errorf("checkpoint %s, segment %d: %w", ckPath, s.Segment, err)
-			}
-			starts[s.Segment] = k
-		}
+	run, starts, err := remaining(st.Segments)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", ckPath, err)
 	}
 	rej := &rejects{path: st.Rejects, at: st.RejectsLen}
 	defer rej.close()
@@ -160,10 +149,7 @@ func (a *app) copyTable(source, dest string) error {
 		s.Segments, s.RejectsLen = pos.([]segState), rejectsLen
 		return saveCheckpoint(ckPath, s)
 	}
-	in := &dynamodb.ScanInput{TableName: aws.String(source)}
-	if a.pageSize > 0 {
-		in.Limit = aws.Int32(a.pageSize)
-	}
+	in := a.scanInput(source)
 	segs := slices.Clone(st.Segments)
 	at := map[int]int{}
 	for i, s := range segs {

@@ -118,7 +118,7 @@ func csvValue(typ, cell string) (types.AttributeValue, error) {
 			return nil, fmt.Errorf("not JSON for %s", typ)
 		}
 		av := fromPlain(v)
-		if typeTag(av) != typ {
+		if dynaflow.TypeName(av) != typ {
 			return nil, fmt.Errorf("JSON is not %s", map[string]string{"L": "an array", "M": "an object"}[typ])
 		}
 		return av, nil
@@ -168,7 +168,7 @@ func columnsOf(keys []string, items []dynaflow.Item) []column {
 	for _, it := range items {
 		for name, v := range it {
 			if _, ok := typ[name]; !ok {
-				typ[name] = typeTag(v)
+				typ[name] = dynaflow.TypeName(v)
 			}
 		}
 	}
@@ -183,31 +183,4 @@ func columnsOf(keys []string, items []dynaflow.Item) []column {
 		cols = append(cols, column{name, typ[name]})
 	}
 	return cols
-}
-
-// typeTag is the DynamoDB JSON tag of v's type.
-func typeTag(v types.AttributeValue) string {
-	switch v.(type) {
-	case *types.AttributeValueMemberS:
-		return "S"
-	case *types.AttributeValueMemberN:
-		return "N"
-	case *types.AttributeValueMemberB:
-		return "B"
-	case *types.AttributeValueMemberBOOL:
-		return "BOOL"
-	case *types.AttributeValueMemberNULL:
-		return "NULL"
-	case *types.AttributeValueMemberSS:
-		return "SS"
-	case *types.AttributeValueMemberNS:
-		return "NS"
-	case *types.AttributeValueMemberBS:
-		return "BS"
-	case *types.AttributeValueMemberL:
-		return "L"
-	case *types.AttributeValueMemberM:
-		return "M"
-	}
-	return "S"
 }

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -153,9 +154,10 @@ func (a *app) export(table string) error {
 	if err != nil {
 		return err
 	}
+	files := uniqueOuts(outs)
 	closeAll := func() error {
 		var errs []error
-		for _, o := range uniqueOuts(outs) {
+		for _, o := range files {
 			errs = append(errs, o.out.close())
 		}
 		return errors.Join(errs...)
@@ -167,28 +169,18 @@ func (a *app) export(table string) error {
 
 	var run []int
 	starts := map[int]dynaflow.Item{}
-	for seg := range total {
-		o := outs[seg]
-		s := o.state.Segments[o.segAt[seg]]
-		if s.Done {
-			continue
+	for _, o := range files {
+		r, st, err := remaining(o.state.Segments)
+		if err != nil {
+			closeAll()
+			pr.end(false)
+			return fmt.Errorf("checkpoint %s: %w", o.ck, err)
 		}
-		run = append(run, seg)
-		if s.Start != nil {
-			k, err := decodeKey(s.Start)
-			if err != nil {
-				closeAll()
-				pr.end(false)
-				return fmt.Errorf("checkpoint %s, segment %d: %w", o.ck, seg, err)
-			}
-			starts[seg] = k
-		}
+		run = append(run, r...)
+		maps.Copy(starts, st)
 	}
-
-	in := &dynamodb.ScanInput{TableName: aws.String(table)}
-	if a.pageSize > 0 {
-		in.Limit = aws.Int32(a.pageSize)
-	}
+	slices.Sort(run)
+	in := a.scanInput(table)
 	var scanErr error
 	if len(run) > 0 {
 		pages := dyn.ParallelScanPages(a.stop, in, total, func(o *dynaflow.ParallelScanOptions) {
@@ -212,7 +204,7 @@ func (a *app) export(table string) error {
 				if !s.Done {
 					s.Start = appendDDBItem(nil, page.Output.LastEvaluatedKey)
 				}
-				m.bytes.Store(bytesOut(outs))
+				m.bytes.Store(bytesOut(files))
 				if o.ck != "" && o.out.ready() && (time.Since(o.lastCk) >= a.checkpointEvery || o.done()) {
 					if err := o.save(); err != nil {
 						return err
@@ -226,13 +218,13 @@ func (a *app) export(table string) error {
 	if interrupted || scanErr != nil {
 		// Every page handed to the loop is in its file: save where each output is.
 		var errs []error
-		for _, o := range uniqueOuts(outs) {
+		for _, o := range files {
 			if o.ck != "" && o.out.ready() {
 				errs = append(errs, o.save())
 			}
 		}
 		errs = append(errs, closeAll())
-		m.bytes.Store(bytesOut(outs))
+		m.bytes.Store(bytesOut(files))
 		pr.end(interrupted)
 		if err := errors.Join(errs...); err != nil {
 			return errors.Join(scanErr, err)
@@ -252,10 +244,10 @@ func (a *app) export(table string) error {
 		pr.end(false)
 		return err
 	}
-	m.bytes.Store(bytesOut(outs))
+	m.bytes.Store(bytesOut(files))
 	var notes []string
 	var dropped int64
-	for _, o := range uniqueOuts(outs) {
+	for _, o := range files {
 		dropped += o.out.dropped
 		if o.ck != "" {
 			if err := os.Remove(o.ck); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -390,7 +382,7 @@ func uniqueOuts(outs map[int]*exportOut) []*exportOut {
 	for s := range outs {
 		segs = append(segs, s)
 	}
-	sort.Ints(segs)
+	slices.Sort(segs)
 	var list []*exportOut
 	seen := map[*exportOut]bool{}
 	for _, s := range segs {
@@ -402,9 +394,10 @@ func uniqueOuts(outs map[int]*exportOut) []*exportOut {
 	return list
 }
 
-func bytesOut(outs map[int]*exportOut) int64 {
+// bytesOut is what the files hold, buffers included.
+func bytesOut(files []*exportOut) int64 {
 	var n int64
-	for _, o := range uniqueOuts(outs) {
+	for _, o := range files {
 		n += o.out.count.n + int64(o.out.bw.Buffered())
 	}
 	return n
@@ -460,6 +453,34 @@ func findExportCheckpoints(target string, toDir bool, flag string) (map[string]e
 		found[p] = st
 	}
 	return found, nil
+}
+
+// remaining returns the segments of states still to scan, and where each starts.
+func remaining(states []segState) (run []int, starts map[int]dynaflow.Item, err error) {
+	starts = map[int]dynaflow.Item{}
+	for _, s := range states {
+		if s.Done {
+			continue
+		}
+		run = append(run, s.Segment)
+		if s.Start != nil {
+			k, err := decodeKey(s.Start)
+			if err != nil {
+				return nil, nil, fmt.Errorf("segment %d: %w", s.Segment, err)
+			}
+			starts[s.Segment] = k
+		}
+	}
+	return run, starts, nil
+}
+
+// scanInput is the Scan of table that export and copy run, with --page-size.
+func (a *app) scanInput(table string) *dynamodb.ScanInput {
+	in := &dynamodb.ScanInput{TableName: aws.String(table)}
+	if a.pageSize > 0 {
+		in.Limit = aws.Int32(a.pageSize)
+	}
+	return in
 }
 
 // decodeKey reads a LastEvaluatedKey saved in DynamoDB JSON.

@@ -248,12 +248,7 @@ func (a *app) dryLoad(src source, info *tableInfo, rej *rejects, m *meter, pr *p
 					return err
 				}
 			} else {
-				rej.mu.Lock()
-				rej.n++
-				if rej.first == nil {
-					rej.first = rec.err
-				}
-				rej.mu.Unlock()
+				rej.tally(rec.err)
 			}
 			continue
 		}

@@ -22,11 +22,7 @@ import (
 )
 
 // The server the integration tests share, started on first use and stopped by TestMain.
-var server struct {
-	once sync.Once
-	srv  *dynamotest.Server
-	err  error
-}
+var server dynamotest.Shared
 
 func TestMain(m *testing.M) {
 	// The credentials the test clients use (DynamoDB Local keeps tables per access key), and no
@@ -37,11 +33,8 @@ func TestMain(m *testing.M) {
 	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	os.Unsetenv("AWS_PROFILE")
-	os.Unsetenv("AWS_ENDPOINT_URL_DYNAMODB")
 	code := m.Run()
-	if server.srv != nil {
-		server.srv.Stop()
-	}
+	server.Stop()
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
@@ -60,15 +53,9 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	server.once.Do(func() { server.srv, server.err = dynamotest.FromEnv(context.Background()) })
-	if server.err != nil {
-		if os.Getenv("DYNAFLOW_REQUIRE_SERVER") == "1" {
-			t.Fatalf("no DynamoDB-protocol server: %v", server.err)
-		}
-		t.Skipf("no DynamoDB-protocol server (%v); to run the integration tests, %s", server.err, dynamotest.HowToGetOne)
-	}
-	w := &world{backend: server.srv.Backend, direct: dynamotest.NewClient(server.srv.Endpoint), dir: t.TempDir()}
-	w.proxy = dynaflowtest.NewProxy(server.srv.Endpoint)
+	srv := server.Get(t)
+	w := &world{backend: srv.Backend, direct: dynamotest.NewClient(srv.Endpoint), dir: t.TempDir()}
+	w.proxy = dynaflowtest.NewProxy(srv.Endpoint)
 	t.Cleanup(w.proxy.Close)
 	return w
 }

@@ -51,14 +51,26 @@ func (r *rejects) add(line int64, item dynaflow.Item, raw []byte, why error) err
 	r.buf = b
 	n, err := r.bw.Write(b)
 	r.length += int64(n)
-	r.n++
-	if r.first == nil {
-		r.first = why
-	}
+	r.counted(why)
 	if err != nil {
 		return fmt.Errorf("rejects file %s: %w", r.path, err)
 	}
 	return nil
+}
+
+// tally counts a reject without writing it (a dry run without --rejects).
+func (r *rejects) tally(why error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counted(why)
+}
+
+// counted counts a reject; r.mu is held.
+func (r *rejects) counted(why error) {
+	r.n++
+	if r.first == nil {
+		r.first = why
+	}
 }
 
 // open creates the file, or opens it at r.at to append to a resumed run's rejects.
