@@ -146,7 +146,7 @@ func describe(ctx context.Context, api *dynamodb.Client, table string) (*tableIn
 // checkItem refuses what DynamoDB would: a missing, mistyped or empty key attribute, or an item
 // over 400 KB. Messages name the attribute, never its value.
 func (t *tableInfo) checkItem(item dynaflow.Item) error {
-	for _, k := range t.keys {
+	for i, k := range t.keys {
 		v, ok := item[k.name]
 		if !ok {
 			return fmt.Errorf("no key attribute %q", k.name)
@@ -154,15 +154,22 @@ func (t *tableInfo) checkItem(item dynaflow.Item) error {
 		if got := dynaflow.TypeName(v); got != k.typ {
 			return fmt.Errorf("key attribute %q is %s; the table's key is %s", k.name, got, k.typ)
 		}
+		n := 0
 		switch v := v.(type) {
 		case *types.AttributeValueMemberS:
-			if v.Value == "" {
-				return fmt.Errorf("key attribute %q is an empty string", k.name)
-			}
+			n = len(v.Value)
 		case *types.AttributeValueMemberB:
-			if len(v.Value) == 0 {
-				return fmt.Errorf("key attribute %q is an empty binary", k.name)
+			n = len(v.Value)
+		default:
+			continue // a number's 38 digits are always within the limits
+		}
+		// DynamoDB's limits on key values: a partition key 2048 bytes, a sort key 1024.
+		if limit := []int{2048, 1024}[i]; n == 0 || n > limit {
+			what := "an empty " + map[string]string{"S": "string", "B": "binary"}[k.typ]
+			if n > 0 {
+				what = fmt.Sprintf("%d bytes, over DynamoDB's limit of %d for a %s key", n, limit, []string{"partition", "sort"}[i])
 			}
+			return fmt.Errorf("key attribute %q is %s", k.name, what)
 		}
 	}
 	if n := dynaflow.ItemSize(item); n > dynaflow.MaxItemSize {

@@ -314,3 +314,24 @@ func mustOpen(t *testing.T, path string) io.Reader {
 	}
 	return bytes.NewReader(b)
 }
+
+func TestCheckItemKeyLimits(t *testing.T) {
+	info := &tableInfo{keys: []keyAttr{{"pk", "S"}, {"sk", "B"}}}
+	for _, c := range []struct {
+		item dynaflow.Item
+		want string
+	}{
+		{dynaflow.Item{"pk": S("a"), "sk": B([]byte{1})}, ""},
+		{dynaflow.Item{"pk": S(""), "sk": B([]byte{1})}, `"pk" is an empty string`},
+		{dynaflow.Item{"pk": S("a"), "sk": B(nil)}, `"sk" is an empty binary`},
+		{dynaflow.Item{"pk": S(strings.Repeat("k", 2049)), "sk": B([]byte{1})}, "limit of 2048 for a partition key"},
+		{dynaflow.Item{"pk": S(strings.Repeat("k", 2048)), "sk": B(make([]byte, 1025))}, "limit of 1024 for a sort key"},
+		{dynaflow.Item{"pk": N("1"), "sk": B([]byte{1})}, `"pk" is N`},
+		{dynaflow.Item{"sk": B([]byte{1})}, `"pk"`},
+	} {
+		err := info.checkItem(c.item)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("checkItem: %v; want %q", err, c.want)
+		}
+	}
+}
