@@ -74,6 +74,11 @@ type BatcherOptions struct {
 	// goroutine, in order: keep it quick, as no write moves while it runs. It may call Stats, but
 	// not Put, Delete, Flush or Close.
 	OnBatch func(BatchResult)
+
+	// FixedInFlight turns adaptive sending off: the Batcher keeps MaxInFlight calls going
+	// whatever DynamoDB throttles, and only each write's backoff and a table's pause slow it. For
+	// when MaxWriteUnits, or a capacity known to be ample, already keeps it in bounds.
+	FixedInFlight bool
 }
 
 // WriteError reports the writes that could not land. Flush and Close return one, and OnError is

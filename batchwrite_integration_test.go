@@ -289,8 +289,14 @@ func TestIntegrationBatcherThrottleStorm(t *testing.T) {
 	if n := len(e.contents(t)); n != 500 {
 		t.Errorf("table holds %d items; want 500", n)
 	}
-	if s := b.Stats(); s.Throttled == 0 || s.Written != 500 {
+	s := b.Stats()
+	if s.Throttled == 0 || s.Written != 500 {
 		t.Errorf("stats = %+v", s)
+	}
+	// The SDK retried no throttled call on its own: each call the proxy saw is one the Batcher
+	// made and judged.
+	if calls := e.proxy.Calls("BatchWriteItem"); int64(calls) != s.Requests {
+		t.Errorf("the proxy saw %d BatchWriteItem calls, the Batcher made %d: the SDK retried throttling itself", calls, s.Requests)
 	}
 }
 

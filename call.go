@@ -98,7 +98,7 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	out, err := b.c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
 		RequestItems:           items,
 		ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes,
-	})
+	}, noThrottleRetries)
 	res := BatchResult{Duration: time.Since(start), Err: err}
 	if err != nil {
 		b.c.writeCap.settle(taken, 0) // a failed call consumes nothing

@@ -104,6 +104,11 @@ type owner struct {
 	// maxOut is how many batches may be out at once: MaxInFlight calls, and as many more packed
 	// and waiting for a worker, so that a worker that finishes a call starts the next at once.
 	maxOut int
+	// rtt is the smoothed time from packing a call to its return, and partUnits the smoothed
+	// units of one table's writes in a call: from them and a table's rate, how many calls it may
+	// have in flight.
+	rtt       time.Duration
+	partUnits float64
 
 	inflight          int    // batches out
 	live              int    // writes in keys
@@ -371,7 +376,7 @@ func (o *owner) dispatch(now time.Time) {
 	for o.inflight < o.maxOut && !o.aborting {
 		ready, retries, oldest := 0, 0, time.Time{}
 		for _, t := range o.tables {
-			if t.held(now) {
+			if !o.open(t, now) {
 				continue
 			}
 			ready += len(t.retry) + len(t.fresh)
@@ -391,7 +396,7 @@ func (o *owner) dispatch(now time.Time) {
 		c := &call{sentAt: now}
 		for i := range o.tables {
 			t := o.tables[(o.turn+i)%len(o.tables)]
-			if t.held(now) || len(c.writes) == MaxBatchWriteRequests {
+			if !o.open(t, now) || len(c.writes) == MaxBatchWriteRequests {
 				continue
 			}
 			before := len(c.writes)
@@ -401,11 +406,43 @@ func (o *owner) dispatch(now time.Time) {
 			o.fresh -= n - len(t.fresh)
 			if len(c.writes) > before {
 				t.out++
+				u := writeEstimate(c.writes[before:])
+				t.pace.charge(now, u)
+				o.partUnits = smooth(o.partUnits, u)
 			}
 		}
 		o.turn++
 		o.launch(c)
 	}
+}
+
+// open reports whether t may send a call now: it is not paused, and its rate and the calls it has
+// in flight allow one. A table with writes waiting that its rate holds back marks the rate as in
+// use, which lets it grow.
+func (o *owner) open(t *table, now time.Time) bool {
+	if t.held(now) {
+		return false
+	}
+	if o.b.opts.FixedInFlight || t.pace.ready(now, t.out, o.window(t)) {
+		return true
+	}
+	if len(t.fresh)+len(t.retry) > 0 {
+		t.pace.bound = true
+	}
+	return false
+}
+
+// window is how many calls t may have in flight at its rate.
+func (o *owner) window(t *table) int {
+	return t.pace.window(o.rtt, o.partUnits, o.b.opts.MaxInFlight)
+}
+
+// smooth returns the moving average avg updated with x (x itself when avg is zero).
+func smooth[T time.Duration | float64](avg, x T) T {
+	if avg == 0 {
+		return x
+	}
+	return avg - avg/8 + x/8
 }
 
 // take moves writes from the front of q into c until c is full, and returns what is left of q.
@@ -448,16 +485,26 @@ func (o *owner) complete(c *call, now time.Time) {
 			fn(r)
 		}
 	}
+	o.rtt = smooth(o.rtt, now.Sub(c.sentAt))
 	var counts []tableCount // per table in the call; a call holds few tables
-	count := func(t *table, back bool) {
-		for i := range counts {
-			if counts[i].t == t {
-				counts[i].n++
-				counts[i].back += b2i(back)
-				return
+	count := func(w *write, out outcome, e error) *tableCount {
+		i := slices.IndexFunc(counts, func(tc tableCount) bool { return tc.t == w.t })
+		if i < 0 {
+			counts = append(counts, tableCount{t: w.t})
+			i = len(counts) - 1
+		}
+		tc := &counts[i]
+		tc.n++
+		switch {
+		case out == landed:
+			tc.units += writeEstimate([]*write{w})
+		case out == again:
+			tc.back++
+			if isThrottle(e) || errors.Is(e, ErrUnprocessed) {
+				tc.throttled++
 			}
 		}
-		counts = append(counts, tableCount{t, 1, b2i(back)})
+		return tc
 	}
 	for i, w := range c.writes {
 		ks := w.ks // in flight, so still its key's
@@ -466,7 +513,7 @@ func (o *owner) complete(c *call, now time.Time) {
 		if e := c.errs[i]; out != landed && (w.err == nil || !errors.Is(e, context.Canceled)) {
 			w.err = e // the last error that says something: a cancelled call does not
 		}
-		count(w.t, out == again)
+		count(w, out, c.errs[i])
 		switch {
 		case out == landed:
 			o.landed(w)
@@ -493,13 +540,19 @@ func (o *owner) complete(c *call, now time.Time) {
 	for _, tc := range counts {
 		tc.t.out--
 		o.judge(tc.t, c.sentAt, tc.n, tc.back, now)
+		if !b.opts.FixedInFlight && !o.aborting {
+			tc.t.pace.observe(now, c.sentAt, tc.n, tc.throttled, tc.units)
+		}
 	}
 }
 
-// tableCount is how many of a call's writes were for a table, and how many of those came back.
+// tableCount is how many of a call's writes were for a table, how many of those came back to be
+// sent again, how many of those DynamoDB throttled or handed back, and the units of those that
+// landed.
 type tableCount struct {
-	t       *table
-	n, back int
+	t                  *table
+	n, back, throttled int
+	units              float64
 }
 
 // judge updates t's pause after a call sent at sentAt that carried n of its writes, of which back
@@ -540,6 +593,10 @@ func (o *owner) deadline(now time.Time) time.Time {
 			case t.held(now):
 				if t.out == 0 {
 					earliest(t.pausedUntil)
+				} // else the call's return wakes the owner
+			case !o.open(t, now):
+				if t.out < o.window(t) {
+					earliest(t.pace.next)
 				} // else the call's return wakes the owner
 			case len(t.fresh) > 0:
 				earliest(t.fresh[0].since.Add(o.b.opts.FlushInterval))

@@ -30,6 +30,7 @@ type table struct {
 	strikes      int
 	struckAt     time.Time // when strikes last grew: a call sent before then says nothing new
 	out          int       // calls in flight that carry writes for the table
+	pace         pacer     // the adaptive rate
 }
 
 // held reports whether the table may send nothing now.

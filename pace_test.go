@@ -1,0 +1,171 @@
+package dynaflow
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// The pacer's tests drive it on a fake clock against simulated servers: calls of 25 one-unit
+// writes, each answered a round trip after it is sent, with writes always waiting to go.
+
+// simServer decides how many of n writes sent at elapsed land.
+type simServer func(elapsed time.Duration, n int) int
+
+// capacityServer admits writes while a token bucket of rate(elapsed) units a second, holding up
+// to burst and starting full, has a unit for each, as the capacity proxy does.
+func capacityServer(rate func(time.Duration) float64, burst float64) simServer {
+	tokens, last := burst, time.Duration(0)
+	return func(elapsed time.Duration, n int) int {
+		tokens = math.Min(burst, tokens+(elapsed-last).Seconds()*rate(elapsed))
+		last = elapsed
+		k := min(n, int(tokens))
+		tokens -= float64(k)
+		return k
+	}
+}
+
+// shareServer hands back each write with probability share, whatever the rate.
+func shareServer(share float64) simServer {
+	r := rand.New(rand.NewPCG(1, 2))
+	return func(_ time.Duration, n int) int {
+		k := 0
+		for range n {
+			if r.Float64() >= share {
+				k++
+			}
+		}
+		return k
+	}
+}
+
+// simResult is what a simulated run did: the units landed in each second, the calls made, and
+// those with writes handed back.
+type simResult struct {
+	perSecond       []float64
+	calls, throttle int
+}
+
+// simulate drives a pacer for d against srv with calls answered after rtt and at most limit in
+// flight, as the owner does: a call goes when the pacer is ready, and a table held back by its
+// rate marks it in use.
+func simulate(srv simServer, rtt time.Duration, limit int, d time.Duration) simResult {
+	var p pacer
+	var res simResult
+	start := time.Unix(1_000_000, 0)
+	type flight struct {
+		sent   time.Time
+		landed int
+	}
+	var out []flight
+	var srtt time.Duration
+	for now := start; now.Before(start.Add(d)); now = now.Add(100 * time.Microsecond) {
+		for len(out) > 0 && !out[0].sent.Add(rtt).After(now) {
+			f := out[0]
+			out = out[1:]
+			srtt = smooth(srtt, now.Sub(f.sent))
+			p.observe(now, f.sent, 25, 25-f.landed, float64(f.landed))
+			sec := int(now.Sub(start) / time.Second)
+			for len(res.perSecond) <= sec {
+				res.perSecond = append(res.perSecond, 0)
+			}
+			res.perSecond[sec] += float64(f.landed)
+			if f.landed < 25 {
+				res.throttle++
+			}
+		}
+		for len(out) < limit {
+			if !p.ready(now, len(out), p.window(srtt, 25, limit)) {
+				p.bound = true
+				break
+			}
+			p.charge(now, 25)
+			res.calls++
+			out = append(out, flight{now, srv(now.Sub(start), 25)})
+		}
+	}
+	return res
+}
+
+func mean(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+func TestPacerFindsCapacityAndFollowsItDown(t *testing.T) {
+	const capacity = 2000.0
+	rate := func(e time.Duration) float64 {
+		if e >= 20*time.Second {
+			return capacity / 2
+		}
+		return capacity
+	}
+	res := simulate(capacityServer(rate, capacity), 10*time.Millisecond, 8, 40*time.Second)
+	// Unlimited, 8 calls of 25 every 10 ms would be 20,000 units a second: ten times capacity.
+	if got := mean(res.perSecond[1:20]) / capacity; got < 0.9 || got > 1.01 {
+		t.Errorf("goodput at capacity %v: %.3f of it; want 0.90 to 1.01 (per second: %v)", capacity, got, res.perSecond)
+	}
+	if share := float64(res.throttle) / float64(res.calls); share > 0.1 {
+		t.Errorf("%d of %d calls had writes handed back (%.1f%%); want at most 10%%", res.throttle, res.calls, 100*share)
+	}
+	if got := mean(res.perSecond[21:40]) / (capacity / 2); got < 0.9 || got > 1.01 {
+		t.Errorf("goodput after capacity halved: %.3f of it; want 0.90 to 1.01 (per second: %v)", got, res.perSecond)
+	}
+	if res.perSecond[21] < 0.9*capacity/2 && res.perSecond[22] < 0.9*capacity/2 {
+		t.Errorf("goodput not back within 10%% of the halved capacity in the 2 s after: %v", res.perSecond[20:23])
+	}
+}
+
+func TestPacerIgnoresHandBacksTheRateDoesNotCause(t *testing.T) {
+	// A server that hands back 30% of every call whatever the rate: cutting for it would end at
+	// a crawl. After a first dip the pacer takes it as background and sends at full speed again.
+	res := simulate(shareServer(0.3), 3*time.Millisecond, 8, 20*time.Second)
+	full := 8 * 25 / 0.003 * 0.7 // units landed a second at 8 calls in flight
+	if got := mean(res.perSecond[15:20]) / full; got < 0.9 {
+		t.Errorf("landed %.0f units a second in the last 5 s, %.2f of full speed; want at least 0.9 (per second: %v)", mean(res.perSecond[15:20]), got, res.perSecond)
+	}
+	if low := minOf(res.perSecond); low < full/20 {
+		t.Errorf("slowest second landed %.0f units, under a twentieth of full speed: %v", low, res.perSecond)
+	}
+}
+
+func minOf(xs []float64) float64 {
+	m := math.Inf(1)
+	for _, x := range xs {
+		m = math.Min(m, x)
+	}
+	return m
+}
+
+func TestPacerWindowFollowsRate(t *testing.T) {
+	p := pacer{}
+	if got := p.window(10*time.Millisecond, 25, 8); got != 8 {
+		t.Errorf("unlimited window = %d; want MaxInFlight 8", got)
+	}
+	p.rate = 2000 // 80 calls of 25 a second: 0.8 of a call per 10 ms round trip
+	if got := p.window(10*time.Millisecond, 25, 8); got != 2 {
+		t.Errorf("window at 2000 units/s, 10 ms, 25-unit calls = %d; want 2", got)
+	}
+	if got := p.window(time.Second, 25, 8); got != 8 {
+		t.Errorf("window at a 1 s round trip = %d; want the limit 8", got)
+	}
+}
+
+func TestPacerSpacesCalls(t *testing.T) {
+	p := pacer{rate: 100}
+	now := time.Unix(1_000_000, 0)
+	p.charge(now, 25)
+	if p.ready(now.Add(249*time.Millisecond), 0, 8) {
+		t.Error("ready 249 ms after a 25-unit call at 100 units/s; want 250 ms")
+	}
+	if !p.ready(now.Add(250*time.Millisecond), 0, 8) {
+		t.Error("not ready 250 ms after a 25-unit call at 100 units/s")
+	}
+	if p.ready(now.Add(time.Second), 2, 2) {
+		t.Error("ready with its window full")
+	}
+}
