@@ -524,7 +524,7 @@ func (o *owner) complete(c *call, now time.Time) {
 		case ks.next != nil:
 			o.replace(w, ks.next) // a newer write to this key came in while this one was out: it wins
 		case w.attempts >= b.opts.Retry.MaxAttempts:
-			o.fail(w, failErr(w.t, fmt.Errorf("gave up after %d attempts: %w", w.attempts, w.err)))
+			o.fail(w, failErr(w.t, fmt.Errorf("gave up after %d attempts%s: %w", w.attempts, throttleReasons(w.err), w.err)))
 		default:
 			ks.next = w
 			o.delta.Retried++

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
@@ -147,4 +150,33 @@ func classify(err error) (retryable, throttled bool) {
 		return true, false
 	}
 	return false, false
+}
+
+// throttleReasons returns DynamoDB's reasons for throttling err, as " (throttling reasons:
+// TableWriteProvisionedThroughputExceeded on arn:...)", or "" when it gave none. They name
+// resources and limits, never item data.
+func throttleReasons(err error) string {
+	var reasons []types.ThrottlingReason
+	var ptee *types.ProvisionedThroughputExceededException
+	var te *types.ThrottlingException
+	var rle *types.RequestLimitExceeded
+	switch {
+	case errors.As(err, &ptee):
+		reasons = ptee.ThrottlingReasons
+	case errors.As(err, &te):
+		reasons = te.ThrottlingReasons
+	case errors.As(err, &rle):
+		reasons = rle.ThrottlingReasons
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = aws.ToString(r.Reason)
+		if r.Resource != nil {
+			parts[i] += " on " + *r.Resource
+		}
+	}
+	return " (throttling reasons: " + strings.Join(parts, ", ") + ")"
 }

@@ -1,7 +1,11 @@
 package dynaflow
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -41,5 +45,31 @@ func TestNoThrottleRetries(t *testing.T) {
 	noThrottleRetries(&o) // no retryer: nothing to wrap
 	if o.Retryer != nil {
 		t.Errorf("nil retryer became %T", o.Retryer)
+	}
+}
+
+func TestBatcherKeepsThrottlingReasons(t *testing.T) {
+	f := newFake(0)
+	resource := "arn:aws:dynamodb:us-east-1:111122223333:table/t"
+	throttle := &types.ProvisionedThroughputExceededException{
+		Message:           aws.String("slow down"),
+		ThrottlingReasons: []types.ThrottlingReason{{Reason: aws.String("TableWriteProvisionedThroughputExceeded"), Resource: aws.String(resource)}},
+	}
+	f.writeHook = func(context.Context, *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
+		return nil, throttle
+	}
+	b := newTestBatcher(t, f, func(o *BatcherOptions) {
+		o.Retry = Retry{MaxAttempts: 2, Base: time.Millisecond, Max: time.Millisecond}
+	})
+	if err := b.Put(context.Background(), putItem("k")); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Close(context.Background())
+	var got *types.ProvisionedThroughputExceededException
+	if !errors.As(err, &got) || len(got.ThrottlingReasons) != 1 || aws.ToString(got.ThrottlingReasons[0].Resource) != resource {
+		t.Fatalf("Close = %v; want it to wrap the exception with its ThrottlingReasons", err)
+	}
+	if !strings.Contains(err.Error(), "TableWriteProvisionedThroughputExceeded on "+resource) {
+		t.Errorf("Close = %q; want the message to name the reason and resource", err)
 	}
 }

@@ -17,6 +17,7 @@ type bucket struct {
 	start               time.Time
 	admitted            []float64 // units admitted in each second since start
 	refused             int       // writes handed back for want of capacity
+	calls, throttled    int       // calls with writes for the table, and those with any refused
 }
 
 // take admits a write of cost units if the bucket holds them.
@@ -150,6 +151,36 @@ func (p *Proxy) SetWriteCapacity(table string, unitsPerSecond, burst float64) {
 // It is the ground truth for tests of rate limits: it never asks the client.
 func (p *Proxy) WriteCapacityUse(table string) (perSecond []float64, refused int) {
 	return use(&p.mu, p.capacity, table)
+}
+
+// WriteCapacityCalls returns how many BatchWriteItem calls carried writes for table since
+// SetWriteCapacity was first called for it, and how many of those had any write handed back
+// for want of capacity.
+func (p *Proxy) WriteCapacityCalls(table string) (calls, throttled int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.capacity[table]; b != nil {
+		return b.calls, b.throttled
+	}
+	return 0, 0
+}
+
+// countCall counts a BatchWriteItem call with writes for table, throttled when the table's
+// capacity refused any of them.
+func (p *Proxy) countCall(table string, throttled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.capacity[table]; b != nil {
+		b.calls++
+		b.throttled += b2i(throttled)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // writeCost is what DynamoDB charges for one write request in JSON: 1 write unit per KB of the

@@ -344,17 +344,20 @@ func (p *Proxy) withholdWrites(body []byte, share float64) ([]byte, map[string]j
 	now := time.Now()
 	for table, reqs := range items {
 		var keep, back []json.RawMessage
+		short := false // the table's capacity refused a write
 		for _, r := range reqs {
 			if rand.Float64() < shares[table] {
 				back = append(back, r)
 				continue
 			}
 			if !p.admit(table, r, now) {
-				back, refused = append(back, r), true
+				back, short = append(back, r), true
 				continue
 			}
 			keep = append(keep, r)
 		}
+		p.countCall(table, short)
+		refused = refused || short
 		if len(back) > 0 {
 			withheld[table], _ = json.Marshal(back)
 		}

@@ -32,6 +32,8 @@ func main() {
 	flag.IntVar(&c.splitWrites, "split-writes", 20*bench.SplitChunk, "writes a side in each trial of a write comparison at 0 ms (twenty turns a side by default)")
 	flag.IntVar(&c.cliItems, "cli-items", 1_000_000, "items for the command line's load and export rows")
 	flag.IntVar(&c.cliTrials, "cli-trials", 3, "runs of each command line row")
+	flag.IntVar(&c.capacityWrites, "capacity-writes", 100_000, "writes in each capacity row")
+	flag.BoolVar(&c.onlyCapacity, "only-capacity", false, "run only the capacity rows")
 	flag.Parse()
 	if err := run(os.Stdout, c); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -43,12 +45,19 @@ func main() {
 type config struct {
 	trials, cpuTrials, heapWrites, splitWrites int
 	cliItems, cliTrials                        int
+	capacityWrites                             int
+	onlyCapacity                               bool
 }
 
 // run runs the benchmarks as c says and prints the table to w. The benchmarks other than the
 // 0 ms write comparisons and the peak heap run for -test.benchtime each (a second by default).
 func run(w io.Writer, c config) error {
 	t := &table{trials: c.trials}
+	if c.onlyCapacity {
+		fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		return capacityRows(w, c.capacityWrites)
+	}
 
 	fmt.Fprintf(w, "dynaflow benchmarks: %s, %d cores (GOMAXPROCS %d), %s/%s, %s, one run started %s\n\n",
 		cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
@@ -186,6 +195,9 @@ func run(w io.Writer, c config) error {
 	e.Close()
 	for _, row := range cliRowsOut {
 		fmt.Fprint(w, row)
+	}
+	if err := capacityRows(w, c.capacityWrites); err != nil {
+		return err
 	}
 	for _, row := range allocRows {
 		fmt.Fprintln(w, row)
