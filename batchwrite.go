@@ -153,8 +153,10 @@ type BatchResult struct {
 // or OnError. When they are reached, Put and Delete wait. So when every write fails, set OnError
 // or call Flush now and then: the failures are what holds the room, and reporting them frees it.
 //
-// A table whose writes are throttled or handed back stops sending for a backoff of its own,
-// while the writes for the other tables go on. The room is shared, though: a table that stays
+// A table whose writes are throttled or handed back is slowed on its own: its sending rate, in
+// write units per second, is cut to what lands and then probed back up while calls land whole
+// (unless FixedInFlight), and when all its writes come back it stops for a backoff, while the
+// writes for the other tables go on. The room is shared, though: a table that stays
 // throttled long enough fills it, and then Puts to every table wait. Use a Batcher per table
 // when one table must never hold up another.
 //

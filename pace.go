@@ -21,7 +21,7 @@ import (
 const (
 	// cutShare is the share of the recent landed rate a cut sets the rate to: low enough to stop
 	// throttling after an overshoot, high enough that the sawtooth averages close to capacity.
-	cutShare = 0.85
+	cutShare = 0.9
 	// minHandBack is how much more than the background share must come back to count.
 	minHandBack = 0.05
 	// lookback is how far back the landed rate a cut goes by looks: long enough to hold a fair
