@@ -96,11 +96,16 @@ func units(ccs []types.ConsumedCapacity) float64 {
 func writeEstimate(ws []*write) float64 {
 	u := 0.0
 	for _, w := range ws {
-		kb := 1.0
-		if !w.del {
-			kb = math.Max(1, math.Ceil(float64(w.size)/1024))
-		}
-		u += kb * float64(1+w.t.indexes)
+		u += writeUnits(w)
 	}
 	return u
+}
+
+// writeUnits is writeEstimate of one write.
+func writeUnits(w *write) float64 {
+	kb := 1.0
+	if !w.del {
+		kb = math.Max(1, math.Ceil(float64(w.size)/1024))
+	}
+	return kb * float64(1+w.t.indexes)
 }

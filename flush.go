@@ -487,7 +487,7 @@ func (o *owner) complete(c *call, now time.Time) {
 	}
 	o.rtt = smooth(o.rtt, now.Sub(c.sentAt))
 	var counts []tableCount // per table in the call; a call holds few tables
-	count := func(w *write, out outcome, e error) *tableCount {
+	count := func(w *write, out outcome, e error) {
 		i := slices.IndexFunc(counts, func(tc tableCount) bool { return tc.t == w.t })
 		if i < 0 {
 			counts = append(counts, tableCount{t: w.t})
@@ -497,14 +497,13 @@ func (o *owner) complete(c *call, now time.Time) {
 		tc.n++
 		switch {
 		case out == landed:
-			tc.units += writeEstimate([]*write{w})
+			tc.units += writeUnits(w)
 		case out == again:
 			tc.back++
 			if isThrottle(e) || errors.Is(e, ErrUnprocessed) {
 				tc.throttled++
 			}
 		}
-		return tc
 	}
 	for i, w := range c.writes {
 		ks := w.ks // in flight, so still its key's
