@@ -222,3 +222,101 @@ func TestIntegrationMaxReadUnits(t *testing.T) {
 		t.Errorf("read %d items; proxy charged %v a second and refused %d calls; want 1000, no refusal, no whole second above 42", n, perSecond, refused)
 	}
 }
+
+// TestIntegrationBatcherAdaptsToCapacity writes, with no cap set, to a table whose capacity in the
+// proxy is 300 write units a second with a burst of 30: a BatchWriteItem of 25 writes is a
+// twelfth of a second of it, and 16 calls in flight would be 16 times too many. Past the start,
+// where 16 calls go out before the first comes back, the Batcher finds the capacity: few of its
+// calls have writes refused, and the table takes close to its capacity. Without adaptation
+// (FixedInFlight) most calls of such a run had writes refused (82-86% of them on the three servers).
+func TestIntegrationBatcherAdaptsToCapacity(t *testing.T) {
+	const capacity, n = 300, 1500 // about one unit a write: five seconds at capacity
+	e := integration(t, "")
+	e.proxy.SetWriteCapacity(e.table, capacity, capacity/10)
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.MaxInFlight = 16
+		o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+	})
+	for i := range n {
+		if err := b.Put(context.Background(), event("k"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the first 1.5 s of capacity to be written", func() bool { return b.Stats().Written >= n*3/10 })
+	calls0, throttled0 := e.proxy.WriteCapacityCalls(e.table)
+	closeOK(t, b)
+	calls, throttled := e.proxy.WriteCapacityCalls(e.table)
+	calls, throttled = calls-calls0, throttled-throttled0
+	if share := float64(throttled) / float64(calls); share > 0.2 {
+		t.Errorf("after the start, %d of %d calls had writes refused (%.0f%%); want at most 20%%", throttled, calls, 100*share)
+	}
+	perSecond, _ := e.proxy.WriteCapacityUse(e.table)
+	if worst, seconds := worstWindow(perSecond); seconds < 2 {
+		t.Errorf("proxy admitted %v a second; want at least two whole seconds (worst %v)", perSecond, worst)
+	}
+	if got := mean(perSecond[1:len(perSecond)-1]) / capacity; got < 0.7 {
+		t.Errorf("the table took %.2f of its capacity a second (%v); want at least 0.7", got, perSecond)
+	}
+	if got := len(e.contents(t)); got != n {
+		t.Errorf("table holds %d items; want %d", got, n)
+	}
+}
+
+// TestIntegrationBatcherSlowsThrottledTableAlone writes to two tables through one Batcher: one
+// with a capacity of 150 write units a second in the proxy, one with a capacity it never
+// reaches. The second table's writes are never refused and land at their own pace, long before
+// the slow table's; the slow one is paced to its capacity: in the second half of its writes (past
+// the start, where 16 calls go out before the first comes back) few of its calls are refused.
+func TestIntegrationBatcherSlowsThrottledTableAlone(t *testing.T) {
+	e := integration(t, "")
+	fast := e.secondTable(t)
+	e.proxy.SetWriteCapacity(e.table, 150, 50) // a burst that holds a whole call, as DynamoDB's does
+	e.proxy.SetWriteCapacity(fast, 1e6, 1e6)
+	var mu sync.Mutex
+	landed := map[string]int{}
+	slowWhenFastDone, calls0, throttled0 := -1, 0, 0
+	const nSlow, nFast = 600, 750
+	b := e.batcher(t, func(o *BatcherOptions) {
+		o.Tables = map[string][]string{fast: {"pk"}}
+		o.MaxInFlight = 16
+		o.Retry = Retry{MaxAttempts: 1000, Base: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+		o.OnBatch = func(r BatchResult) {
+			mu.Lock()
+			defer mu.Unlock()
+			for table, k := range r.Tables {
+				landed[table] += k
+			}
+			if landed[fast] == nFast && slowWhenFastDone < 0 {
+				slowWhenFastDone = landed[e.table]
+			}
+			if landed[e.table] >= nSlow/2 && calls0 == 0 {
+				calls0, throttled0 = e.proxy.WriteCapacityCalls(e.table)
+			}
+		}
+	})
+	ctx := context.Background()
+	for i := range nFast {
+		if i < nSlow {
+			if err := b.Put(ctx, event("s"+strconv.Itoa(i), 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.PutIn(ctx, fast, event("f"+strconv.Itoa(i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeOK(t, b)
+	if slowWhenFastDone < 0 || slowWhenFastDone > nSlow/2 {
+		t.Errorf("the slow table had %d of its %d writes landed when the other's %d were done; want at most half", slowWhenFastDone, nSlow, nFast)
+	}
+	if calls, throttled := e.proxy.WriteCapacityCalls(fast); calls == 0 || throttled != 0 {
+		t.Errorf("%d of %d calls had writes for the unthrottled table refused; want none", throttled, calls)
+	}
+	calls, throttled := e.proxy.WriteCapacityCalls(e.table)
+	if calls, throttled = calls-calls0, throttled-throttled0; calls < 10 || throttled > calls/5 {
+		t.Errorf("in the second half, %d of %d calls had writes for the slow table refused; want at least 10 calls and at most a fifth refused", throttled, calls)
+	}
+	if n, m := len(e.contents(t)), len(e.tableContents(t, fast)); n != nSlow || m != nFast {
+		t.Errorf("tables hold %d and %d items; want %d and %d", n, m, nSlow, nFast)
+	}
+}

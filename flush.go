@@ -427,7 +427,7 @@ func (o *owner) open(t *table, now time.Time) bool {
 		return true
 	}
 	if len(t.fresh)+len(t.retry) > 0 {
-		t.pace.bound = true
+		t.pace.hold()
 	}
 	return false
 }

@@ -148,7 +148,9 @@ func send(url string, writes int, capacity float64, sender string) error {
 // at capacity, through a proxy that counts the read units it answers, for d at least (the scan
 // repeats). It returns the units charged in each whole second.
 func CappedScan(capacity float64, d time.Duration) ([]float64, error) {
-	sink := benchsink.New(200, 100) // answering at once: the cap, not the sink, bounds the rate
+	// Answering at once, with pages of 100 items of about 1 KB (13 read units a page): the cap,
+	// not the sink or the cores, bounds the rate.
+	sink := benchsink.NewSized(200, 100, 1000)
 	defer sink.Close()
 	p := dynaflowtest.NewProxy(sink.URL)
 	defer p.Close()

@@ -29,6 +29,7 @@ type Sink struct {
 	pages     int          // pages in a full Query or Scan
 	pageItems []byte       // the JSON of one page's items
 	perPage   int
+	pageUnits float64 // the read units of a page, strongly consistent, by DynamoDB's rules
 
 	mu      sync.Mutex
 	stalled chan struct{} // non-nil while stalled; closed on Release
@@ -40,11 +41,22 @@ type Sink struct {
 
 // New starts a sink whose Query and Scan have pages pages of perPage items each.
 func New(pages, perPage int) *Sink {
+	return NewSized(pages, perPage, 64)
+}
+
+// NewSized is New with items whose body attribute holds bodyBytes bytes. Its pages report the
+// read units they cost, as DynamoDB does, when the request asks for ReturnConsumedCapacity.
+func NewSized(pages, perPage, bodyBytes int) *Sink {
 	s := &Sink{pages: pages, perPage: perPage}
 	var items []string
+	size := 0
 	for i := range perPage {
-		items = append(items, fmt.Sprintf(`{"pk":{"S":"p"},"sk":{"N":"%d"},"kind":{"S":"click"},"body":{"S":"%s"},"at":{"N":"1700000000000"}}`, i, strings.Repeat("x", 64)))
+		sk := strconv.Itoa(i)
+		items = append(items, fmt.Sprintf(`{"pk":{"S":"p"},"sk":{"N":"%s"},"kind":{"S":"click"},"body":{"S":"%s"},"at":{"N":"1700000000000"}}`, sk, strings.Repeat("x", bodyBytes)))
+		// Names and values by DynamoDB's rules: a number is about one byte per two digits, plus one.
+		size += len("pk") + 1 + len("sk") + (len(sk)+1)/2 + 1 + len("kind") + len("click") + len("body") + bodyBytes + len("at") + (13+1)/2 + 1
 	}
+	s.pageUnits = max(1, float64((size+4095)/4096))
 	s.pageItems = []byte("[" + strings.Join(items, ",") + "]")
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -149,6 +161,9 @@ func (s *Sink) page(body []byte) []byte {
 			I struct{ N string } `json:"i"`
 		}
 		Segment, TotalSegments int
+		TableName              string
+		ReturnConsumedCapacity string
+		ConsistentRead         bool
 	}
 	json.Unmarshal(body, &in)
 	n, _ := strconv.Atoi(in.ExclusiveStartKey.I.N)
@@ -164,7 +179,15 @@ func (s *Sink) page(body []byte) []byte {
 	if pages == 0 {
 		return []byte(`{"Count":0,"Items":[],"ScannedCount":0}`)
 	}
-	fmt.Fprintf(&b, `{"Count":%d,"ScannedCount":%d,"Items":`, s.perPage, s.perPage)
+	fmt.Fprintf(&b, `{"Count":%d,"ScannedCount":%d,`, s.perPage, s.perPage)
+	if in.ReturnConsumedCapacity == "TOTAL" || in.ReturnConsumedCapacity == "INDEXES" {
+		units := s.pageUnits
+		if !in.ConsistentRead {
+			units /= 2
+		}
+		fmt.Fprintf(&b, `"ConsumedCapacity":{"TableName":%q,"CapacityUnits":%g},`, in.TableName, units)
+	}
+	b.WriteString(`"Items":`)
 	b.Write(s.pageItems)
 	if n+1 < pages {
 		fmt.Fprintf(&b, `,"LastEvaluatedKey":{"i":{"N":"%d"}}`, n+1)
