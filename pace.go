@@ -39,7 +39,7 @@ const (
 	minCalls = 12
 	// bgGap is how far below the rate units land at calls must go, bgCalls how many of them it
 	// takes, and bgApart how much of their writes they must hand back, to show background.
-	bgGap   = 1.4
+	bgGap   = 2
 	bgCalls = 4
 	bgApart = 0.04
 	// maxRun is how many of a run's calls background goes by.
