@@ -68,8 +68,9 @@ type Client struct {
 	api  API
 	opts Options
 
-	readMu sync.Mutex
-	reads  ReadStats
+	readMu   sync.Mutex
+	reads    ReadStats
+	readCost float64 // the moving average of what a read cost under MaxReadUnits; 0 before the first
 
 	writeCap, readCap *meter // nil without a cap
 }
@@ -91,11 +92,16 @@ func (c *Client) ReadStats() ReadStats {
 	return c.reads
 }
 
-// read makes one read request through MaxReadUnits's cap: it waits for one unit, sends the
-// request with call, which returns the items that came back and the capacity consumed, settles
-// the cap with that, and counts it in ReadStats.
+// read makes one read request through MaxReadUnits's cap: it waits for what reads have cost
+// lately (one unit at first), sends the request with call, which returns the items that came back
+// and the capacity consumed, settles the cap with that, and counts it in ReadStats. Waiting for
+// the expected cost before the call, not only for the debt after it, keeps reads going at once
+// (ParallelScan's segments) from overshooting the cap together.
 func (c *Client) read(ctx context.Context, call func() ([]Item, []types.ConsumedCapacity, error)) error {
-	taken, err := c.readCap.take(ctx, 1)
+	c.readMu.Lock()
+	expect := max(1, c.readCost)
+	c.readMu.Unlock()
+	taken, err := c.readCap.take(ctx, expect)
 	if err != nil {
 		return err
 	}
@@ -113,7 +119,11 @@ func (c *Client) read(ctx context.Context, call func() ([]Item, []types.Consumed
 		for _, it := range items {
 			size += ItemSize(it)
 		}
-		c.readCap.settle(taken, math.Max(used, math.Max(1, math.Ceil(float64(size)/4096))/2))
+		cost := math.Max(used, math.Max(1, math.Ceil(float64(size)/4096))/2)
+		c.readCap.settle(taken, cost)
+		c.readMu.Lock()
+		c.readCost = smooth(c.readCost, cost)
+		c.readMu.Unlock()
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()

@@ -30,7 +30,7 @@ const (
 // CapacityResult is what the capacity proxy saw of one run: its own accounting, never the
 // sender's.
 type CapacityResult struct {
-	Windows          []float64 // units admitted in each 1 s window, sliding by 100 ms
+	Windows          []float64 // units admitted a second in each window of about 1 s, sliding by 100 ms
 	Calls, Throttled int       // calls, and those with any write handed back
 	Took             time.Duration
 }
@@ -61,13 +61,16 @@ func CapacityWrites(writes int, capacity float64, sender string, halveAt time.Du
 	go func() { // the cumulative admitted units every 100 ms, for sliding windows
 		defer polled.Done()
 		var cum []float64
+		var at []time.Time
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
+				// Each window is ten polls wide, over the time the polls really took: a poll that
+				// runs late must not make a window of 1.05 s count as one of 1 s.
 				for i := 10; i < len(cum); i++ {
-					res.Windows = append(res.Windows, cum[i]-cum[i-10])
+					res.Windows = append(res.Windows, (cum[i]-cum[i-10])/at[i].Sub(at[i-10]).Seconds())
 				}
 				return
 			case <-tick.C:
@@ -76,7 +79,7 @@ func CapacityWrites(writes int, capacity float64, sender string, halveAt time.Du
 				for _, u := range per {
 					s += u
 				}
-				cum = append(cum, s)
+				cum, at = append(cum, s), append(at, time.Now())
 			}
 		}
 	}()
