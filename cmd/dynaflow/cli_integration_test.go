@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dynaflow-go/dynaflow"
 	"github.com/dynaflow-go/dynaflow/dynaflowtest"
@@ -357,6 +358,58 @@ func TestIntegrationLoadCapped(t *testing.T) {
 	}
 	if n := len(w.contents(t, table)); n != 2000 {
 		t.Errorf("table holds %d; want 2000", n)
+	}
+}
+
+// TestIntegrationLoadAdaptsWithoutCap loads 1,500 items into a table whose capacity in the proxy
+// is 300 write units a second, with no --max-write-units: the load lands everything, exits 0 and
+// reports the throttling, and past its start few of its calls have writes refused (without
+// adaptation, most would: see the library's TestIntegrationBatcherAdaptsToCapacity). The loop
+// that waits for the start to pass polls the proxy; it times nothing.
+func TestIntegrationLoadAdaptsWithoutCap(t *testing.T) {
+	w := newWorld(t)
+	table := w.table(t)
+	items := make([]dynaflow.Item, 1500)
+	for i := range items {
+		items[i] = dynaflow.Item{"pk": S("k" + strconv.Itoa(i)), "sk": N("1"), "body": S(strings.Repeat("b", 100))}
+	}
+	writeItems(t, w.path("in.ddb"), formatDDB, nil, items)
+	w.proxy.SetWriteCapacity(table, 300, 30)
+	done := make(chan result)
+	go func() {
+		done <- w.runTo(t, nil, nil, "load", table, "in.ddb", "--in-flight", "16", "--progress", "json")
+	}()
+	// Past the start (16 calls go out before the first comes back, and a few round trips follow
+	// before the rate settles): once 450 units, a second and a half of capacity, have landed.
+	var calls0, throttled0 int
+	for admitted := 0.0; admitted < 450; {
+		select {
+		case r := <-done:
+			t.Fatalf("the load ended before 450 units landed: exit %d: %s", r.code, r.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		perSecond, _ := w.proxy.WriteCapacityUse(table)
+		admitted = 0
+		for _, u := range perSecond {
+			admitted += u
+		}
+		calls0, throttled0 = w.proxy.WriteCapacityCalls(table)
+	}
+	r := <-done
+	checkNoLeaks(t)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	calls, throttled := w.proxy.WriteCapacityCalls(table)
+	if calls, throttled = calls-calls0, throttled-throttled0; calls < 20 || float64(throttled) > 0.2*float64(calls) {
+		t.Errorf("past the start, %d of %d calls had writes refused; want at least 20 calls and at most 20%% refused (without adaptation: over 80%%)", throttled, calls)
+	}
+	last := lastFigures(t, r.stderr)
+	if last.Read != 1500 || last.Written != 1500 || last.Rejected != 0 || last.Throttled == 0 {
+		t.Errorf("summary %+v; want 1500 read and written, none rejected, some throttled", last)
+	}
+	if n := len(w.contents(t, table)); n != 1500 {
+		t.Errorf("table holds %d; want 1500", n)
 	}
 }
 
