@@ -211,8 +211,8 @@ func (p *pacer) throttled(now time.Time, share float64) {
 // back that the rate does not cause, and the share. Each call's rate less the share it handed
 // back is the rate that would land at that rate; the bgCalls sent fastest say what lands at the
 // top, which under a capacity limit is the capacity. When bgCalls or more calls went at rates
-// bgGap times or more below that, where a capacity limit would take them whole, and yet handed back
-// bgApart or more of their writes, it is background.
+// bgGap times or more below that, where a capacity limit would take them whole, and yet handed
+// back bgApart or more of their writes, it is background.
 func (p *pacer) background() (float64, bool) {
 	if len(p.run) < 2*bgCalls {
 		return 0, false
