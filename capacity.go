@@ -14,7 +14,8 @@ import (
 // meter caps the capacity units a Client consumes per second: a token bucket charged before a
 // call by an estimate and settled after it with what DynamoDB reported. Its burst is a
 // twenty-fifth of a second's units, so that no one-second window takes more than 5% above the cap
-// once the bucket has been emptied, with room for a call that lands a little late. A nil meter caps nothing.
+// once the bucket has been emptied, with room for a call that lands a little late. A nil meter
+// caps nothing.
 type meter struct {
 	lim    *rate.Limiter
 	burst  int

@@ -229,8 +229,8 @@ func TestIntegrationMaxReadUnits(t *testing.T) {
 // where 16 calls go out before the first comes back, the Batcher finds the capacity: few of its
 // calls have writes refused, and the table takes most of its capacity (a short run: the start,
 // and the slow growth after a deep first cut, weigh on it; make bench measures 100,000 writes).
-// Without adaptation
-// (FixedInFlight) most calls of such a run had writes refused (82-86% of them on the three servers).
+// Without adaptation (FixedInFlight) most calls of such a run had writes refused (82-86% of them
+// on the three servers).
 func TestIntegrationBatcherAdaptsToCapacity(t *testing.T) {
 	const capacity, n = 300, 1500 // about one unit a write: five seconds at capacity
 	e := integration(t, "")

@@ -98,15 +98,18 @@ func (c *Client) ReadStats() ReadStats {
 // the expected cost before the call, not only for the debt after it, keeps reads going at once
 // (ParallelScan's segments) from overshooting the cap together.
 func (c *Client) read(ctx context.Context, call func() ([]Item, []types.ConsumedCapacity, error)) error {
-	c.readMu.Lock()
-	expect := max(1, c.readCost)
-	c.readMu.Unlock()
-	taken, err := c.readCap.take(ctx, expect)
-	if err != nil {
-		return err
+	var taken float64
+	if c.readCap != nil {
+		c.readMu.Lock()
+		expect := max(1, c.readCost)
+		c.readMu.Unlock()
+		var err error
+		if taken, err = c.readCap.take(ctx, expect); err != nil {
+			return err
+		}
 	}
 	items, consumed, err := call()
-	used := units(consumed)
+	used, cost := units(consumed), 0.0
 	switch {
 	case c.readCap == nil:
 	case err != nil:
@@ -119,14 +122,14 @@ func (c *Client) read(ctx context.Context, call func() ([]Item, []types.Consumed
 		for _, it := range items {
 			size += ItemSize(it)
 		}
-		cost := math.Max(used, math.Max(1, math.Ceil(float64(size)/4096))/2)
+		cost = math.Max(used, math.Max(1, math.Ceil(float64(size)/4096))/2)
 		c.readCap.settle(taken, cost)
-		c.readMu.Lock()
-		c.readCost = smooth(c.readCost, cost)
-		c.readMu.Unlock()
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	if cost > 0 {
+		c.readCost = smooth(c.readCost, cost)
+	}
 	c.reads.Requests++
 	c.reads.Items += int64(len(items))
 	if _, throttled := classify(err); throttled {

@@ -195,8 +195,10 @@ func (p *pacer) throttled(now time.Time, share float64) {
 	if p.clean >= relief || p.runAt.IsZero() { // the last cut held: a new run
 		p.runAt, p.runFrom, p.runRate = now, time.Time{}, p.rate
 		p.run, p.runLanded = p.run[:0], 0
-		if sent, span := sum(p.sends, now, p.first); p.rate == 0 && span > 0 {
-			p.runRate = sent / span // unlimited so far: the rate it was sending at
+		if p.rate == 0 { // unlimited so far: the rate it was sending at
+			if sent, span := sum(p.sends, now, p.first); span > 0 {
+				p.runRate = sent / span
+			}
 		}
 	}
 	p.clean = 0

@@ -322,6 +322,17 @@ func lastFigures(t *testing.T, stderr string) figures {
 	return last
 }
 
+// writeBodies writes a ddb file of n items keyed k0, k1, ... (sk 1), each with a body of
+// bodyBytes bytes.
+func (w *world) writeBodies(t *testing.T, name string, n, bodyBytes int) {
+	t.Helper()
+	items := make([]dynaflow.Item, n)
+	for i := range items {
+		items[i] = dynaflow.Item{"pk": S("k" + strconv.Itoa(i)), "sk": N("1"), "body": S(strings.Repeat("b", bodyBytes))}
+	}
+	writeItems(t, w.path(name), formatDDB, nil, items)
+}
+
 // TestIntegrationLoadCapped loads against the capacity proxy with a cap below its capacity: no
 // whole second admits more than 5% above the cap, the proxy refuses nothing, and the JSON
 // progress lines parse and add up. A window holds whole calls of 25 units, so against a cap of
@@ -329,11 +340,7 @@ func lastFigures(t *testing.T, stderr string) figures {
 func TestIntegrationLoadCapped(t *testing.T) {
 	w := newWorld(t)
 	table := w.table(t)
-	items := make([]dynaflow.Item, 2000)
-	for i := range items {
-		items[i] = dynaflow.Item{"pk": S("k" + strconv.Itoa(i)), "sk": N("1"), "body": S(strings.Repeat("b", 900))}
-	}
-	writeItems(t, w.path("in.ddb"), formatDDB, nil, items)
+	w.writeBodies(t, "in.ddb", 2000, 900)
 	w.proxy.SetWriteCapacity(table, 800, 800)
 	r := w.run(t, nil, "load", table, "in.ddb", "--max-write-units", "600", "--in-flight", "16", "--progress", "json")
 	if r.code != 0 {
@@ -369,11 +376,7 @@ func TestIntegrationLoadCapped(t *testing.T) {
 func TestIntegrationLoadAdaptsWithoutCap(t *testing.T) {
 	w := newWorld(t)
 	table := w.table(t)
-	items := make([]dynaflow.Item, 1500)
-	for i := range items {
-		items[i] = dynaflow.Item{"pk": S("k" + strconv.Itoa(i)), "sk": N("1"), "body": S(strings.Repeat("b", 100))}
-	}
-	writeItems(t, w.path("in.ddb"), formatDDB, nil, items)
+	w.writeBodies(t, "in.ddb", 1500, 100)
 	w.proxy.SetWriteCapacity(table, 300, 30)
 	done := make(chan result)
 	go func() {
