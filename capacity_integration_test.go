@@ -324,3 +324,42 @@ func TestIntegrationBatcherSlowsThrottledTableAlone(t *testing.T) {
 		t.Errorf("tables hold %d and %d items; want %d and %d", n, m, nSlow, nFast)
 	}
 }
+
+// TestIntegrationMaxReadUnitsSizesPages scans 1,000 items of about 3.5 KB with no Limit under a
+// cap of 60 read units a second. A page of 1 MB (some 290 items) would cost about 125 units, two
+// seconds of the cap in one answer; so after the first page (of firstPageLimit items, before an
+// item's cost is known) the pages ask for what half a second of the cap pays for (about 68
+// items). Every item comes once, the later pages are that small, and no whole second after the
+// first takes more than 1.6 times the cap (three pages of half a second at most), where a 1 MB
+// page alone takes twice the cap.
+func TestIntegrationMaxReadUnitsSizesPages(t *testing.T) {
+	const capacity = 60
+	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = capacity })
+	items := make([]Item, 1000)
+	for i := range items {
+		items[i] = Item{
+			"pk":   &types.AttributeValueMemberS{Value: "p"},
+			"sk":   &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
+			"body": &types.AttributeValueMemberS{Value: strings.Repeat("r", 3500)},
+		}
+	}
+	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.SetReadCapacity(e.table, 1e9, 0) // counts, never refuses
+	n, pages := 0, 0
+	for out, err := range e.dyn.ScanPages(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table)}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pages > 0 && len(out.Items) > 100 {
+			t.Errorf("page %d holds %d items; want the pages after the first sized to half a second of the cap (about 68)", pages, len(out.Items))
+		}
+		n += len(out.Items)
+		pages++
+	}
+	perSecond, _ := e.proxy.ReadCapacityUse(e.table)
+	if worst, seconds := worstWindow(perSecond); n != 1000 || seconds < 2 || worst > capacity*1.6 {
+		t.Errorf("read %d items in %d pages; proxy charged %v a second; want 1000, and no whole second past the first above %v", n, pages, perSecond, capacity*1.6)
+	}
+}

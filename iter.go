@@ -26,6 +26,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -71,6 +72,7 @@ type Client struct {
 	readMu   sync.Mutex
 	reads    ReadStats
 	readCost float64 // the moving average of what a read cost under MaxReadUnits; 0 before the first
+	itemCost float64 // the same for an item of a read that returned items
 
 	writeCap, readCap *meter // nil without a cap
 }
@@ -129,6 +131,9 @@ func (c *Client) read(ctx context.Context, call func() ([]Item, []types.Consumed
 	defer c.readMu.Unlock()
 	if cost > 0 {
 		c.readCost = smooth(c.readCost, cost)
+		if len(items) > 0 {
+			c.itemCost = smooth(c.itemCost, cost/float64(len(items)))
+		}
 	}
 	c.reads.Requests++
 	c.reads.Items += int64(len(items))
@@ -137,6 +142,35 @@ func (c *Client) read(ctx context.Context, call func() ([]Item, []types.Consumed
 	}
 	c.reads.ReadUnits += used
 	return err
+}
+
+// firstPageLimit is the Limit of a capped read's page before any item's cost is known.
+const firstPageLimit = 100
+
+// pageLimit is the Limit a Query or Scan page goes with: the caller's, when set, and none without
+// MaxReadUnits. Under the cap, a page of 1 MB, as DynamoDB's pages may be, costs up to 128 read
+// units (256 consistent); when that is more than a second of the cap, such a page would leave the
+// cap seconds in debt, so the page asks for as many items as half a second of the cap pays for,
+// by what an item has cost lately (firstPageLimit before that is known).
+func (c *Client) pageLimit(limit *int32, consistent bool) *int32 {
+	if limit != nil || c.readCap == nil {
+		return limit
+	}
+	full := 128.0
+	if consistent {
+		full *= 2
+	}
+	perSecond := float64(c.readCap.lim.Limit())
+	if full <= perSecond {
+		return nil
+	}
+	c.readMu.Lock()
+	item := c.itemCost
+	c.readMu.Unlock()
+	if item == 0 {
+		return aws.Int32(firstPageLimit)
+	}
+	return aws.Int32(int32(max(1, min(perSecond/2/item, math.MaxInt32))))
 }
 
 // consumedDefault is what a read asks for when its input leaves ReturnConsumedCapacity unset.

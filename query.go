@@ -42,6 +42,7 @@ func (c *Client) QueryPages(ctx context.Context, in *dynamodb.QueryInput) iter.S
 	fetch := func(ctx context.Context, start Item) (*dynamodb.QueryOutput, Item, bool, error) {
 		r := req
 		r.ExclusiveStartKey = start
+		r.Limit = c.pageLimit(r.Limit, aws.ToBool(r.ConsistentRead))
 		var out *dynamodb.QueryOutput
 		err := c.read(ctx, func() (items []Item, cc []types.ConsumedCapacity, err error) {
 			if out, err = c.api.Query(ctx, &r); err != nil {

@@ -43,6 +43,7 @@ func (c *Client) scanPages(ctx context.Context, req *dynamodb.ScanInput, what st
 		r := *req
 		r.ExclusiveStartKey = start
 		r.ReturnConsumedCapacity = consumedDefault(r.ReturnConsumedCapacity)
+		r.Limit = c.pageLimit(r.Limit, aws.ToBool(r.ConsistentRead))
 		var out *dynamodb.ScanOutput
 		err := c.read(ctx, func() (items []Item, cc []types.ConsumedCapacity, err error) {
 			if out, err = c.api.Scan(ctx, &r); err != nil {
