@@ -202,41 +202,39 @@ func (p *pacer) throttled(now time.Time, share float64) {
 		}
 	}
 	p.clean = 0
-	if bg, lands, ok := p.background(); ok {
-		// Undone, but to no more than sends what lands at the top with that share handed back: a
-		// run that began unlimited would otherwise start again with MaxInFlight calls at once.
-		p.bg, p.rate, p.runAt = bg, min(p.runRate, lands/(1-bg)), time.Time{}
+	if bg, ok := p.background(); ok {
+		p.bg, p.rate, p.runAt = bg, p.runRate, time.Time{}
 		return
 	}
 	p.cut(now, share)
 }
 
 // background reports whether the last calls sent in the run at a known rate show a share handed
-// back that the rate does not cause, the share, and the rate it found landing. Each call's rate less the share it handed
+// back that the rate does not cause, and the share. Each call's rate less the share it handed
 // back is the rate that would land at that rate; the bgCalls sent fastest say what lands at the
 // top, which under a capacity limit is the capacity. When bgCalls or more calls went at rates
 // bgGap times or more below that, where a capacity limit would take them whole, and yet handed
 // back bgApart or more of their writes, it is background.
-func (p *pacer) background() (share, lands float64, ok bool) {
+func (p *pacer) background() (float64, bool) {
 	if len(p.run) < 2*bgCalls {
-		return 0, 0, false
+		return 0, false
 	}
 	byRate := slices.SortedFunc(slices.Values(p.run), func(a, b landing) int { return cmp.Compare(b.sentRate, a.sentRate) })
-	lands = p.runLanded
+	top := p.runLanded
 	for _, l := range byRate[:bgCalls] {
-		lands += (1 - shareOf([]landing{l})) * l.sentRate / bgCalls
+		top += (1 - shareOf([]landing{l})) * l.sentRate / bgCalls
 	}
 	var slow []landing
 	for _, l := range byRate {
-		if l.sentRate*bgGap <= lands {
+		if l.sentRate*bgGap <= top {
 			slow = append(slow, l)
 		}
 	}
 	if len(slow) < bgCalls {
-		return 0, 0, false
+		return 0, false
 	}
-	share = min(shareOf(slow), shareOf(p.recent)) // the wider sample, when it says less
-	return share, lands, share >= bgApart
+	s := min(shareOf(slow), shareOf(p.recent)) // the wider sample, when it says less
+	return s, s >= bgApart
 }
 
 // shareOf returns the share of the writes in ls that were handed back.
