@@ -40,7 +40,7 @@ const (
 	// bgGap is how far below the rate units land at calls must go, bgCalls how many of them it
 	// takes, and bgApart how much of their writes they must hand back, to show background.
 	bgGap   = 2
-	bgCalls = 4
+	bgCalls = 8
 	bgApart = 0.04
 	// maxRun is how many of a run's calls background goes by.
 	maxRun = 64

@@ -382,13 +382,13 @@ func TestIntegrationLoadAdaptsWithoutCap(t *testing.T) {
 	go func() {
 		done <- w.runTo(t, nil, nil, "load", table, "in.ddb", "--in-flight", "16", "--progress", "json")
 	}()
-	// Past the start (16 calls go out before the first comes back, and a few round trips follow
-	// before the rate settles): once 450 units, a second and a half of capacity, have landed.
+	// The second half, past the start (16 calls go out before the first comes back, and a few
+	// round trips follow before the rate settles): once 750 units, half the load, have landed.
 	var calls0, throttled0 int
-	for admitted := 0.0; admitted < 450; {
+	for admitted := 0.0; admitted < 750; {
 		select {
 		case r := <-done:
-			t.Fatalf("the load ended before 450 units landed: exit %d: %s", r.code, r.stderr)
+			t.Fatalf("the load ended before 750 units landed: exit %d: %s", r.code, r.stderr)
 		case <-time.After(10 * time.Millisecond):
 		}
 		perSecond, _ := w.proxy.WriteCapacityUse(table)
@@ -405,7 +405,7 @@ func TestIntegrationLoadAdaptsWithoutCap(t *testing.T) {
 	}
 	calls, throttled := w.proxy.WriteCapacityCalls(table)
 	if calls, throttled = calls-calls0, throttled-throttled0; calls < 20 || float64(throttled) > 0.2*float64(calls) {
-		t.Errorf("past the start, %d of %d calls had writes refused; want at least 20 calls and at most 20%% refused (without adaptation: over 80%%)", throttled, calls)
+		t.Errorf("in the second half, %d of %d calls had writes refused; want at least 20 calls and at most 20%% refused (without adaptation: over 80%%)", throttled, calls)
 	}
 	last := lastFigures(t, r.stderr)
 	if last.Read != 1500 || last.Written != 1500 || last.Rejected != 0 || last.Throttled == 0 {
