@@ -135,11 +135,10 @@ func (p *pacer) charge(now time.Time, units float64) {
 // writes that landed are worth units.
 func (p *pacer) observe(now, sentAt time.Time, n, back int, units float64) {
 	l := landing{at: now, sentAt: sentAt, sentRate: math.NaN(), n: n, back: back, units: units}
-	for _, s := range p.sends {
-		if s.at.Equal(sentAt) {
-			l.sentRate = s.sentRate
-			break
-		}
+	// sends is in time order: at thousands of calls a second a scan per call would cost more
+	// than the rest of the Batcher's work together.
+	if i, ok := slices.BinarySearchFunc(p.sends, sentAt, func(s landing, t time.Time) int { return s.at.Compare(t) }); ok {
+		l.sentRate = p.sends[i].sentRate
 	}
 	p.recent = trim(append(p.recent, l), now)
 	if !p.runAt.IsZero() && !sentAt.Before(p.runAt) && !math.IsNaN(l.sentRate) && !math.IsInf(l.sentRate, 1) {
@@ -157,15 +156,17 @@ func (p *pacer) observe(now, sentAt time.Time, n, back int, units float64) {
 	if sentAt.Before(p.cutAt) {
 		return // sent at the old rate
 	}
-	// The share handed back of the recent calls sent at the current rate.
-	sent, backs := 0, 0
-	for _, l := range p.recent {
-		if !l.sentAt.Before(p.cutAt) {
-			sent += l.n
-			backs += l.back
+	share := 0.0 // the share handed back of the recent calls sent at the current rate
+	if back > 0 {
+		sent, backs := 0, 0
+		for _, l := range p.recent {
+			if !l.sentAt.Before(p.cutAt) {
+				sent += l.n
+				backs += l.back
+			}
 		}
+		share = float64(backs) / float64(sent)
 	}
-	share := float64(backs) / float64(sent)
 	switch {
 	// Against a background, one call that hands back more says little: the recent calls must too.
 	case back > 0 && (p.bg == 0 || share >= p.bg+minHandBack && shareOf(p.recent) >= p.bg+minHandBack):
