@@ -37,6 +37,9 @@ const (
 	// minCalls is how many calls they go by at least, however long ago they went: at a few calls
 	// a second, lookback alone holds too few to judge by.
 	minCalls = 12
+	// maxCalls is how many they go by at most: at thousands of calls a second the last of them
+	// are sample enough, and each call's work stays bounded.
+	maxCalls = 256
 	// bgGap is how far below the rate units land at calls must go, bgCalls how many of them it
 	// takes, and bgApart how much of their writes they must hand back, to show background.
 	bgGap   = 2
@@ -325,10 +328,11 @@ func sum(ls []landing, now, first time.Time) (units, seconds float64) {
 	return units, now.Sub(ls[0].at).Seconds()
 }
 
-// trim drops the entries of ls older than lookback, but keeps the last minCalls.
+// trim drops the entries of ls older than lookback, but keeps the last minCalls, and keeps no
+// more than the last maxCalls.
 func trim(ls []landing, now time.Time) []landing {
 	old := 0
-	for old < len(ls)-minCalls && now.Sub(ls[old].at) > lookback {
+	for old < len(ls)-minCalls && (now.Sub(ls[old].at) > lookback || len(ls)-old > maxCalls) {
 		old++
 	}
 	return ls[old:]

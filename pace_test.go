@@ -224,3 +224,26 @@ func TestPacerCapacityWithBackground(t *testing.T) {
 		}
 	}
 }
+
+// At thousands of calls a second the pacer's history stays bounded, so that each call's work
+// does: 20,000 calls in two seconds, a tenth of them handing writes back.
+func TestPacerHistoryIsBounded(t *testing.T) {
+	var p pacer
+	now := time.Unix(1_000_000, 0)
+	for i := range 20_000 {
+		now = now.Add(100 * time.Microsecond)
+		p.charge(now, 25)
+		back := 0
+		if i%10 == 0 {
+			back = 5
+		}
+		p.observe(now.Add(50*time.Microsecond), now, 25, back, float64(25-back))
+		if len(p.recent) > 256 || len(p.sends) > 256 || len(p.run) > 64 {
+			t.Fatalf("after %d calls the pacer keeps %d landings, %d sends and %d run calls; want at most 256, 256 and 64",
+				i+1, len(p.recent), len(p.sends), len(p.run))
+		}
+	}
+	if p.rate == 0 {
+		t.Fatal("a tenth of the calls handed writes back, and the rate was never limited")
+	}
+}
