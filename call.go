@@ -107,12 +107,14 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 		for _, g := range gs {
 			c.unprocessed(g[0], g[1], out.UnprocessedItems[c.writes[g[0]].t.name])
 		}
-		res.Tables = make(map[string]int, len(items))
+		if b.opts.OnBatch != nil { // the only reader of Tables
+			res.Tables = make(map[string]int, len(items))
+		}
 		for i := lo; i < hi; i++ {
-			if c.outcomes[i] == landed {
-				res.Tables[c.writes[i].t.name]++
-			} else {
+			if c.outcomes[i] != landed {
 				res.Unprocessed++
+			} else if res.Tables != nil {
+				res.Tables[c.writes[i].t.name]++
 			}
 		}
 		res.Consumed = out.ConsumedCapacity

@@ -93,6 +93,7 @@ type owner struct {
 	b       *Batcher
 	keys    map[wkey]*keyState
 	spare   []*keyState // let go, to reuse: one allocation less per write
+	taken   []*write    // the slice intake last took from b.incoming, emptied, to hand back
 	tables  []*table    // by name; each batch starts with the next one in turn
 	turn    int
 	delays  delays
@@ -238,13 +239,15 @@ func (o *owner) intake(now time.Time) {
 	b := o.b
 	b.mu.Lock()
 	in := b.incoming
-	b.incoming = nil
+	b.incoming = o.taken[:0] // the two slices take turns, so that Put's appends rarely grow one
 	o.pressed = len(b.line) > 0
 	b.flushes = len(o.waiters)
 	b.mu.Unlock()
 	for _, w := range in {
 		o.accept(w, now)
 	}
+	clear(in)
+	o.taken = in
 }
 
 // accept takes one new write: it replaces an older write to the key that is still waiting, waits
@@ -272,16 +275,21 @@ func (o *owner) accept(w *write, now time.Time) {
 	}
 }
 
-// newKeyState returns an empty keyState for k, reusing one that was let go. A delayed write may
-// still name a reused keyState; it finds another write in it, and knows it was replaced.
+// newKeyState returns an empty keyState for k, reusing one that was let go, or one of a block of
+// 64 allocated at once when none is: every key of a stream may be new. A delayed write may still
+// name a reused keyState; it finds another write in it, and knows it was replaced.
 func (o *owner) newKeyState(k wkey) *keyState {
-	if n := len(o.spare); n > 0 {
-		ks := o.spare[n-1]
-		o.spare = o.spare[:n-1]
-		ks.key = k
-		return ks
+	if len(o.spare) == 0 {
+		block := make([]keyState, 64)
+		for i := range block {
+			o.spare = append(o.spare, &block[i])
+		}
 	}
-	return &keyState{key: k}
+	n := len(o.spare)
+	ks := o.spare[n-1]
+	o.spare = o.spare[:n-1]
+	ks.key = k
+	return ks
 }
 
 // dropKeyState lets ks go: its key has nothing outstanding.
@@ -393,7 +401,7 @@ func (o *owner) dispatch(now time.Time) {
 		}
 		// One table after another, each table's writes together (send splits a batch by table),
 		// starting with the next table in turn so that each gets its share of the batches.
-		c := &call{sentAt: now}
+		c := &call{sentAt: now, writes: make([]*write, 0, MaxBatchWriteRequests)}
 		for i := range o.tables {
 			t := o.tables[(o.turn+i)%len(o.tables)]
 			if !o.open(t, now) || len(c.writes) == MaxBatchWriteRequests {
