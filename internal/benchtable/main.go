@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"runtime"
 	"slices"
@@ -26,12 +27,12 @@ import (
 func main() {
 	testing.Init()
 	var c config
-	flag.IntVar(&c.trials, "trials", 5, "runs of each benchmark; the median is kept")
-	flag.IntVar(&c.cpuTrials, "cpu-trials", 5, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
+	flag.IntVar(&c.trials, "trials", 3, "runs of each benchmark; the median is kept")
+	flag.IntVar(&c.cpuTrials, "cpu-trials", 3, "runs of each write comparison at 0 ms, whose single trials vary most; the median is kept")
 	flag.IntVar(&c.heapWrites, "heap-writes", 1_000_000, "writes for the peak-heap row")
 	flag.IntVar(&c.splitWrites, "split-writes", 20*bench.SplitChunk, "writes a side in each trial of a write comparison at 0 ms (twenty turns a side by default)")
 	flag.IntVar(&c.cliItems, "cli-items", 1_000_000, "items for the command line's load and export rows")
-	flag.IntVar(&c.cliTrials, "cli-trials", 3, "runs of each command line row")
+	flag.IntVar(&c.cliTrials, "cli-trials", 2, "runs of each command line row")
 	flag.IntVar(&c.capacityWrites, "capacity-writes", 100_000, "writes in each capacity row")
 	flag.BoolVar(&c.onlyCapacity, "only-capacity", false, "run only the capacity rows")
 	flag.Parse()
@@ -51,6 +52,10 @@ type config struct {
 
 // run runs the benchmarks as c says and prints the table to w. The benchmarks other than the
 // 0 ms write comparisons and the peak heap run for -test.benchtime each (a second by default).
+//
+// The peak heap and the command line run first, before the benchmarks' item pools are on this
+// process's heap. Each section runs alone: the capacity rows, run beside the 10 ms rows, slowed
+// the sink's answers to them by half. Each section's time goes to stderr.
 func run(w io.Writer, c config) error {
 	t := &table{trials: c.trials}
 	if c.onlyCapacity {
@@ -58,80 +63,126 @@ func run(w io.Writer, c config) error {
 		fmt.Fprintln(w, "|---|---|---|---|---|---|")
 		return capacityRows(w, c.capacityWrites)
 	}
-
+	began := time.Now()
 	fmt.Fprintf(w, "dynaflow benchmarks: %s, %d cores (GOMAXPROCS %d), %s/%s, %s, one run started %s\n\n",
-		cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format(time.RFC3339))
+		cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), began.UTC().Format(time.RFC3339))
+	var heap, cli, capacity, wait, cpu, allocs strings.Builder
+	var heapTook time.Duration
+	sections := []struct {
+		name string
+		run  func() error
+	}{
+		{"peak heap", func() (err error) { heapTook, err = heapRows(&heap, c.heapWrites); return err }},
+		{"command line", func() error { return cliRows(&cli, c.cliItems, c.cliTrials) }},
+		{"10 ms", func() error { return waitRows(&wait, &allocs, t) }},
+		{"CPU-bound", func() error { return cpuRows(&cpu, &allocs, t, c) }},
+		{"capacity", func() error { return capacityRows(&capacity, c.capacityWrites) }},
+	}
+	for _, s := range sections {
+		start := time.Now()
+		if err := s.run(); err != nil {
+			return err
+		}
+		log.Printf("benchtable: %s rows took %v", s.name, time.Since(start).Round(time.Second))
+	}
+	fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, s := range []*strings.Builder{&wait, &cpu, &cli, &capacity, &allocs, &heap} {
+		fmt.Fprint(w, s.String())
+	}
+	fmt.Fprintf(w, "\n(the run took %v; the peak-heap rows %v)\n", time.Since(began).Round(time.Second), heapTook.Round(time.Millisecond))
+	return nil
+}
 
-	// Peak heap first, before the benchmarks' own item pool is on the heap.
-	e := bench.NewEnv(0, 1, 1)
+// heapRows prints the peak-heap rows (5) and returns how long they took.
+func heapRows(w io.Writer, writes int) (time.Duration, error) {
 	start := time.Now()
-	base, peak, err := bench.PeakHeap(e, c.heapWrites, 500*time.Millisecond)
+	e := bench.NewEnv(0, 1, 1)
+	base, peak, err := bench.PeakHeap(e, writes, 500*time.Millisecond)
 	e.Close()
 	if err != nil {
-		return fmt.Errorf("peak heap: %w", err)
+		return 0, fmt.Errorf("peak heap: %w", err)
 	}
 	limit := float64(dynaflow.DefaultMaxBufferedBytes+32<<20) / (1 << 20)
-	heapRow := fmt.Sprintf("| 5 | peak heap, %d writes, server stalled 0.5 s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
-		c.heapWrites, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+	fmt.Fprintf(w, "| 5 | peak heap, %d writes, server stalled 0.5 s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |\n",
+		writes, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
 	// The same, with every write failing: the failures hold the room until they are reported.
 	for _, onError := range []bool{true, false} {
-		base, peak, err := bench.FailingPeakHeap(c.heapWrites, onError)
+		base, peak, err := bench.FailingPeakHeap(writes, onError)
 		if err != nil {
-			return fmt.Errorf("peak heap, all failing: %w", err)
+			return 0, fmt.Errorf("peak heap, all failing: %w", err)
 		}
 		how := "reported by OnError"
 		if !onError {
 			how = "returned by Flush, called in a loop"
 		}
-		heapRow += fmt.Sprintf("\n| 5 | peak heap, %d writes that all fail, %s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |",
-			c.heapWrites, how, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
+		fmt.Fprintf(w, "| 5 | peak heap, %d writes that all fail, %s, default limits | %.1f MiB (%.1f MiB before) | limit %.0f MiB | %s | ≤ MaxBufferedBytes + 32 MiB |\n",
+			writes, how, mib(peak), mib(base), limit, verdict(mib(peak) <= limit))
 	}
-	heapTook := time.Since(start)
-	var cli strings.Builder
-	if err := cliRows(&cli, t, c.cliItems, c.cliTrials); err != nil {
-		return err
-	}
-	cliRowsOut := []string{cli.String()}
+	return time.Since(start), nil
+}
 
-	fmt.Fprintln(w, "| # | measure | dynaflow | raw SDK | ratio | target |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	var allocRows []string
-	allocRow := func(delay time.Duration, k int, bat, raw testing.BenchmarkResult) {
-		allocRows = append(allocRows, fmt.Sprintf("| 4 | allocs (bytes) per written item, %v delay, %d in flight | %d (%d B) | %d (%d B) | +%d (%+d B) | %s ≤ +2 allocs |",
-			delay, k, bat.AllocsPerOp(), bat.AllocedBytesPerOp(), raw.AllocsPerOp(), raw.AllocedBytesPerOp(),
-			bat.AllocsPerOp()-raw.AllocsPerOp(), bat.AllocedBytesPerOp()-raw.AllocedBytesPerOp(), verdict(bat.AllocsPerOp()-raw.AllocsPerOp() <= 2)))
-	}
-
-	// At 10 ms the calls wait on the sink, the cores are mostly idle, and back-to-back trials
-	// compare well.
+// waitRows prints the rows whose rates are bound by waiting on a 10 ms sink: writes (1), two
+// tables (6), ParallelScan (3); and the allocation rows (4) at 10 ms, from the same runs. The
+// raw side with one goroutine is the one-at-a-time writer.
+func waitRows(w, allocs io.Writer, t *table) error {
 	delay := 10 * time.Millisecond
-	e = bench.NewEnv(delay, 1, 1)
-	one := t.run(func(b *testing.B) { bench.RawWrites(b, e, 1) })
+	e := bench.NewEnv(delay, 1, 1)
+	defer e.Close()
+	var one float64
 	for _, k := range []int{1, 8, 16} {
 		bat, raw, rs := t.pair(
 			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
 			func(b *testing.B) { bench.RawWrites(b, e, k) })
-		r := rs[len(rs)/2]
+		if k == 1 {
+			one = raw.rate("writes/s")
+		}
+		r := rs[(len(rs)-1)/2]
 		fmt.Fprintf(w, "| 1 | writes/s, %v delay, MaxInFlight %d vs %d goroutines | %.0f (%.1f CPU-µs/write) | %.0f (%.1f CPU-µs/write) | %.3f (trials %s; %.1f× one-at-a-time: %.0f) | %s ≥ 0.95 |\n",
 			delay, k, k, bat.rate("writes/s"), bat.rate("cpu-µs/write"), raw.rate("writes/s"), raw.rate("cpu-µs/write"),
-			r, span(rs), bat.rate("writes/s")/one.rate("writes/s"), one.rate("writes/s"), verdict(r >= 0.95))
-		allocRow(delay, k, bat.BenchmarkResult, raw.BenchmarkResult)
+			r, span(rs), bat.rate("writes/s")/one, one, verdict(r >= 0.95))
+		allocRow(allocs, delay, k, bat, raw)
 	}
 	// Two tables in one Batcher: the writes share the calls, so the rate is one table's.
 	two, single, rs := t.pair(
 		func(b *testing.B) { bench.TwoTableWrites(b, e, 8, 4) },
 		func(b *testing.B) { bench.BatcherWrites(b, e, 8, 4) })
-	r := rs[len(rs)/2]
+	r := rs[(len(rs)-1)/2]
 	fmt.Fprintf(w, "| 6 | writes/s, %v delay, MaxInFlight 8: two tables in one Batcher vs one table | %.0f | %.0f (one table) | %.3f (trials %s) | %s ≥ 0.95 |\n",
 		delay, two.rate("writes/s"), single.rate("writes/s"), r, span(rs), verdict(r >= 0.95))
-	e.Close()
 
+	es := bench.NewEnv(delay, 64, 100)
+	defer es.Close()
+	scan := t.run(func(b *testing.B) { bench.FullScan(b, es, 0) })
+	for _, segs := range []int{1, 4, 16} {
+		ps := t.run(func(b *testing.B) { bench.FullScan(b, es, segs) })
+		r := ps.rate("items/s") / scan.rate("items/s")
+		target := "—"
+		if segs == 16 {
+			target = verdict(r >= 10) + " ≥ 10"
+		}
+		fmt.Fprintf(w, "| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
+	}
+	return nil
+}
+
+// allocRow prints an allocation row (4): the Batcher's allocations per written item beyond the
+// raw SDK's.
+func allocRow(w io.Writer, delay time.Duration, k int, bat, raw result) {
+	fmt.Fprintf(w, "| 4 | allocs (bytes) per written item, %v delay, %d in flight | %d (%d B) | %d (%d B) | +%d (%+d B) | %s ≤ +2 allocs |\n",
+		delay, k, bat.AllocsPerOp(), bat.AllocedBytesPerOp(), raw.AllocsPerOp(), raw.AllocedBytesPerOp(),
+		bat.AllocsPerOp()-raw.AllocsPerOp(), bat.AllocedBytesPerOp()-raw.AllocedBytesPerOp(), verdict(bat.AllocsPerOp()-raw.AllocsPerOp() <= 2))
+}
+
+// cpuRows prints the rows bound by CPU (writes at 0 ms, reads, the Batcher and Scan on their
+// own) to w, and the allocation rows (4) to allocs.
+func cpuRows(w, allocs io.Writer, t *table, c config) error {
 	// At 0 ms both cores are busy and the rate is the inverse of the CPU spent per write, which
 	// on this shared machine moves by up to 15% from one second to the next: more than the
 	// difference measured. So the two sides take turns every SplitChunk writes, SplitWrites each
 	// a trial, and the ratio of each trial is taken over the same moments. Even so one trial's
 	// ratio lands anywhere within about ±0.04 of the median, so these rows take -cpu-trials
-	// trials, more than the others. The raw side with one goroutine is the one-at-a-time writer.
+	// trials. The raw side with one goroutine is the one-at-a-time writer.
 	var oneAt0, rawCPU float64 // the raw SDK's rate with 1 goroutine, and CPU per write with 8
 	for _, k := range []int{1, 8, 16} {
 		rs := (&table{trials: c.cpuTrials}).runsOf(c.splitWrites, func(b *testing.B) { bench.WritesSplit(b, 0, k, 4) })
@@ -147,15 +198,6 @@ func run(w io.Writer, c config) error {
 			k, k, bench.SplitChunk, medianOf(rs, "batcher-writes/s"), medianOf(rs, "batcher-cpu-µs/write"),
 			medianOf(rs, "raw-writes/s"), medianOf(rs, "raw-cpu-µs/write"), r, trials, medianOf(rs, "batcher-writes/s")/oneAt0, oneAt0, verdict(r >= 0.85))
 	}
-	// Allocations per write do not depend on the machine's moment: one back-to-back pair each.
-	e = bench.NewEnv(0, 1, 1)
-	for _, k := range []int{1, 8, 16} {
-		bat, raw, _ := (&table{trials: 1}).pair(
-			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
-			func(b *testing.B) { bench.RawWrites(b, e, k) })
-		allocRow(0, k, bat.BenchmarkResult, raw.BenchmarkResult)
-	}
-	e.Close()
 	own := t.run(func(b *testing.B) { bench.BatcherOverhead(b, 8, 4) })
 	fmt.Fprintf(w, "| 1 | the Batcher's own CPU per write, MaxInFlight 8, on an API that answers at once (no SDK, no network) | %.2f CPU-µs/write | %.1f CPU-µs/write (SDK and sink, 0s delay, 8 goroutines) | %.0f%% | — |\n",
 		own.rate("cpu-µs/write"), rawCPU, 100*own.rate("cpu-µs/write")/rawCPU)
@@ -181,29 +223,15 @@ func run(w io.Writer, c config) error {
 	fmt.Fprintf(w, "| 2 | dyn.Scan's own CPU per item, on an API that answers at once with decoded pages (no SDK, no network) | %.1f ns/item | %.2f CPU-µs/item (SDK and sink, Scan paginator) | %.2f%% | — |\n",
 		1000*scanOwn.rate("cpu-µs/item"), pagCPU, 100*scanOwn.rate("cpu-µs/item")/pagCPU)
 
-	e = bench.NewEnv(10*time.Millisecond, 64, 100)
-	scan := t.run(func(b *testing.B) { bench.FullScan(b, e, 0) })
-	for _, segs := range []int{1, 4, 16} {
-		ps := t.run(func(b *testing.B) { bench.FullScan(b, e, segs) })
-		r := ps.rate("items/s") / scan.rate("items/s")
-		target := "—"
-		if segs == 16 {
-			target = verdict(r >= 10) + " ≥ 10"
-		}
-		fmt.Fprintf(w, "| 3 | ParallelScan(%d) vs Scan items/s, 10 ms delay, 64 pages | %.0f | %.0f (dyn.Scan) | %.1f | %s |\n", segs, ps.rate("items/s"), scan.rate("items/s"), r, target)
+	// Allocations per write do not depend on the machine's moment: one back-to-back pair each.
+	e := bench.NewEnv(0, 1, 1)
+	defer e.Close()
+	for _, k := range []int{1, 8, 16} {
+		bat, raw, _ := (&table{trials: 1}).pair(
+			func(b *testing.B) { bench.BatcherWrites(b, e, k, 4) },
+			func(b *testing.B) { bench.RawWrites(b, e, k) })
+		allocRow(allocs, 0, k, bat, raw)
 	}
-	e.Close()
-	for _, row := range cliRowsOut {
-		fmt.Fprint(w, row)
-	}
-	if err := capacityRows(w, c.capacityWrites); err != nil {
-		return err
-	}
-	for _, row := range allocRows {
-		fmt.Fprintln(w, row)
-	}
-	fmt.Fprintln(w, heapRow)
-	fmt.Fprintf(w, "\n(peak-heap row took %v)\n", heapTook.Round(time.Millisecond))
 	return nil
 }
 
@@ -238,10 +266,11 @@ func (t *table) runsOf(n int, f func(*testing.B)) []testing.BenchmarkResult {
 	return t.runs(f)
 }
 
-// medianOf returns the median over rs of the metric unit, each taken on its own.
+// medianOf returns the median over rs of the metric unit, each taken on its own; of an even
+// count, the lower of the two in the middle.
 func medianOf(rs []testing.BenchmarkResult, unit string) float64 {
 	vs := metric(rs, unit)
-	return vs[len(vs)/2]
+	return vs[(len(vs)-1)/2] // of an even count, the lower
 }
 
 // metric returns the metric unit of every run in rs, sorted.
