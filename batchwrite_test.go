@@ -366,7 +366,12 @@ func TestBatcherFlushWaitsForTheWriteThatReplacesOne(t *testing.T) {
 	b.Put(ctx, putItem("k", "v", "2")) // waits behind v1
 	flushed := make(chan error, 1)
 	go func() { flushed <- b.Flush(ctx) }()
-	b.Put(ctx, putItem("k", "v", "3")) // replaces v2
+	waitFor(t, "the owner to count the Flush, v1 and v2 before v3 comes", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.flushes == 1
+	})
+	b.Put(ctx, putItem("k", "v", "3")) // replaces v2, newer than the Flush
 	close(release)
 	if err := <-flushed; err != nil {
 		t.Fatalf("Flush: %v", err)

@@ -309,24 +309,18 @@ func (o *owner) enqueueFresh(ks *keyState, now time.Time) {
 }
 
 // replace drops old, a write that newer makes obsolete, and hands its place in line for Flush to
-// newer.
+// newer. A Flush that counted both now waits for one; one that counted either waits for newer,
+// which takes the lower sequence number.
 func (o *owner) replace(old, newer *write) {
 	for _, fw := range o.waiters {
-		before := b2i(old.seq <= fw.mark) + b2i(newer.seq <= fw.mark)
-		after := b2i(min(old.seq, newer.seq) <= fw.mark)
-		fw.left -= before - after
+		if old.seq <= fw.mark && newer.seq <= fw.mark {
+			fw.left--
+		}
 	}
 	newer.seq = min(old.seq, newer.seq)
 	o.delta.Coalesced++
 	o.gone()
 	o.freed.add(room{1, old.size})
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // landed ends a write that was written.
