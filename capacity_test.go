@@ -118,3 +118,57 @@ func TestReadStatsAndConsumedCapacityRequest(t *testing.T) {
 		t.Errorf("ReturnConsumedCapacity asked: %v; want INDEXES by default and the caller's NONE kept", asked)
 	}
 }
+
+// Under MaxReadUnits a read waits for what reads have cost lately, and a page without the
+// caller's Limit asks for half a second of the cap's worth of items: the estimates behind both,
+// driven read by read.
+func TestReadCostEstimate(t *testing.T) {
+	ctx := context.Background()
+	if got := New(newFake(0), func(o *Options) { o.MaxReadUnits = 1000 }).pageLimit(nil, false); got != nil {
+		t.Errorf("Limit under a cap of 1000, above what a 1 MB page costs = %d; want none", *got)
+	}
+	c := New(newFake(0), func(o *Options) { o.MaxReadUnits = 40 })
+	if got := c.pageLimit(aws.Int32(7), false); aws.ToInt32(got) != 7 {
+		t.Errorf("Limit given as 7 = %v; want it kept", got)
+	}
+	if got := c.pageLimit(nil, false); aws.ToInt32(got) != firstPageLimit {
+		t.Errorf("Limit before any read = %v; want %d", got, firstPageLimit)
+	}
+	page := func(n, size int, reported float64) func() ([]Item, []types.ConsumedCapacity, error) {
+		return func() ([]Item, []types.ConsumedCapacity, error) {
+			items := make([]Item, n)
+			for i := range items {
+				items[i] = Item{"pk": &types.AttributeValueMemberS{Value: strconv.Itoa(i)}, "body": &types.AttributeValueMemberS{Value: string(make([]byte, size))}}
+			}
+			return items, []types.ConsumedCapacity{{CapacityUnits: aws.Float64(reported)}}, nil
+		}
+	}
+	// 10 small items reported at 5 units: a read costs 5, an item half a unit, and a page of half
+	// a second of the cap (20 units) holds 40 items.
+	if err := c.read(ctx, page(10, 10, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if c.readCost != 5 || c.itemCost != 0.5 {
+		t.Errorf("after one read of 5 units: cost %v a read, %v an item; want 5 and 0.5", c.readCost, c.itemCost)
+	}
+	if got := c.pageLimit(nil, false); aws.ToInt32(got) != 40 {
+		t.Errorf("Limit at 0.5 units an item under a cap of 40 = %v; want 40", got)
+	}
+	// A server that reports 1 unit for 400 KB (moto does) is charged what DynamoDB's rules charge
+	// at least: 409,670 bytes are 101 units of 4 KB, halved for an eventually consistent read.
+	// The moving average moves an eighth of the way.
+	if err := c.read(ctx, page(10, 40*1024, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if want := 5 - 5.0/8 + 50.5/8; c.readCost != want {
+		t.Errorf("after a 400 KB page reported as 1 unit: cost %v a read; want %v", c.readCost, want)
+	}
+	// A failed read costs nothing and teaches nothing.
+	before := c.readCost
+	if err := c.read(ctx, func() ([]Item, []types.ConsumedCapacity, error) { return nil, nil, errThrottle }); !errors.Is(err, errThrottle) {
+		t.Fatalf("failed read = %v; want its error", err)
+	}
+	if c.readCost != before {
+		t.Errorf("a failed read moved the cost from %v to %v", before, c.readCost)
+	}
+}
