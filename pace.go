@@ -159,20 +159,23 @@ func (p *pacer) observe(now, sentAt time.Time, n, back int, units float64) {
 	if sentAt.Before(p.cutAt) {
 		return // sent at the old rate
 	}
-	share := 0.0 // the share handed back of the recent calls sent at the current rate
+	share, calls := 0.0, 0 // the share handed back of the recent calls sent at the current rate, and how many
 	if back > 0 {
 		sent, backs := 0, 0
 		for _, l := range p.recent {
 			if !l.sentAt.Before(p.cutAt) {
 				sent += l.n
 				backs += l.back
+				calls++
 			}
 		}
 		share = float64(backs) / float64(sent)
 	}
 	switch {
-	// Against a background, one call that hands back more says little: the recent calls must too.
-	case back > 0 && (p.bg == 0 || share >= p.bg+minHandBack && shareOf(p.recent) >= p.bg+minHandBack):
+	// Against a background, one call that hands back more says little: the recent calls must
+	// too, and there must be minCalls of them since the last cut. Without that, whole calls
+	// throttled at random (a hot partition) each cut the rate again, faster than it grows back.
+	case back > 0 && (p.bg == 0 || calls >= minCalls && share >= p.bg+minHandBack && shareOf(p.recent) >= p.bg+minHandBack):
 		p.throttled(now, share)
 	case float64(back) > p.bg*float64(n):
 		p.clean = 0
@@ -237,7 +240,10 @@ func (p *pacer) background() (float64, bool) {
 	if len(slow) < bgCalls {
 		return 0, false
 	}
-	s := min(shareOf(slow), shareOf(p.recent)) // the wider sample, when it says less
+	// The slow calls' share, which the rate cannot explain. A lower estimate (the recent calls'
+	// share, where that says less) would leave the share's own ups and downs above it, and each
+	// would count as the rate's doing.
+	s := shareOf(slow)
 	return s, s >= bgApart
 }
 
@@ -260,7 +266,8 @@ func shareOf(ls []landing) float64 {
 // A run's first cut comes with the first call handed back, when all there is to go by is what
 // was sent and landed lately, a burst pool drained in it included: it takes the lower of the
 // units sent less the share handed back and the units landed, but never goes below half the rate
-// sent at, so that a stray measure (a server slow to start answers a few old calls with next to
+// sent at, or half the rate set when that is higher (the sends measured may be from before a
+// background verdict restored it), so that a stray measure (a server slow to start answers a few old calls with next to
 // nothing) cannot crash the rate. Once a call sent in the run has come back, later cuts go by the
 // units landed since.
 //
@@ -280,7 +287,7 @@ func (p *pacer) cut(now time.Time, share float64) {
 			landed = min(landed, u/span)
 		}
 		if landed > 0 {
-			r = max(cutShare*landed, sent/span/2)
+			r = max(cutShare*landed, max(sent/span, p.rate)/2)
 		}
 	}
 	if r == 0 {
