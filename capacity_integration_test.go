@@ -192,22 +192,29 @@ func TestIntegrationMaxWriteUnits(t *testing.T) {
 	}
 }
 
-// TestIntegrationMaxReadUnits scans with 8 segments through a Client capped at 40 read units a
-// second, against a read capacity of 60 in the proxy. A page of 8 items costs one unit, so one page
-// landing a little late in the next second is 2.5% of the cap (at a cap of 10 it was 10%).
-func TestIntegrationMaxReadUnits(t *testing.T) {
-	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = 40 })
-	items := make([]Item, 1000)
+// seedPartition writes n items to e's table, all in partition "p" (sort keys 0 to n-1), each
+// with a body of size bytes.
+func seedPartition(t *testing.T, e *env, n, size int) {
+	t.Helper()
+	items := make([]Item, n)
 	for i := range items {
 		items[i] = Item{
 			"pk":   &types.AttributeValueMemberS{Value: "p"},
 			"sk":   &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
-			"body": &types.AttributeValueMemberS{Value: strings.Repeat("r", 1000)},
+			"body": &types.AttributeValueMemberS{Value: strings.Repeat("r", size)},
 		}
 	}
 	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestIntegrationMaxReadUnits scans with 8 segments through a Client capped at 40 read units a
+// second, against a read capacity of 60 in the proxy. A page of 8 items costs one unit, so one page
+// landing a little late in the next second is 2.5% of the cap (at a cap of 10 it was 10%).
+func TestIntegrationMaxReadUnits(t *testing.T) {
+	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = 40 })
+	seedPartition(t, e, 1000, 1000)
 	e.proxy.SetReadCapacity(e.table, 60, 60)
 	n := 0
 	for _, err := range e.dyn.ParallelScan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table), Limit: aws.Int32(8)}, 8) {
@@ -336,17 +343,7 @@ func TestIntegrationBatcherSlowsThrottledTableAlone(t *testing.T) {
 func TestIntegrationMaxReadUnitsSizesPages(t *testing.T) {
 	const capacity = 60
 	e := integration(t, types.ScalarAttributeTypeN, func(o *Options) { o.MaxReadUnits = capacity })
-	items := make([]Item, 1000)
-	for i := range items {
-		items[i] = Item{
-			"pk":   &types.AttributeValueMemberS{Value: "p"},
-			"sk":   &types.AttributeValueMemberN{Value: strconv.Itoa(i)},
-			"body": &types.AttributeValueMemberS{Value: strings.Repeat("r", 3500)},
-		}
-	}
-	if err := dynamotest.Seed(context.Background(), e.direct, e.table, items); err != nil {
-		t.Fatal(err)
-	}
+	seedPartition(t, e, 1000, 3500)
 	e.proxy.SetReadCapacity(e.table, 1e9, 0) // counts, never refuses
 	n, pages := 0, 0
 	for out, err := range e.dyn.ScanPages(context.Background(), &dynamodb.ScanInput{TableName: aws.String(e.table)}) {

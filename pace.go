@@ -267,9 +267,9 @@ func shareOf(ls []landing) float64 {
 // was sent and landed lately, a burst pool drained in it included: it takes the lower of the
 // units sent less the share handed back and the units landed, but never goes below half the rate
 // sent at, or half the rate set when that is higher (the sends measured may be from before a
-// background verdict restored it), so that a stray measure (a server slow to start answers a few old calls with next to
-// nothing) cannot crash the rate. Once a call sent in the run has come back, later cuts go by the
-// units landed since.
+// background verdict restored it), so that a stray measure (a server slow to start answers a few
+// old calls with next to nothing) cannot crash the rate. Once a call sent in the run has come
+// back, later cuts go by the units landed since.
 //
 // When nothing landed there is nothing to go by: the rate stays, and the table's pause (see
 // judge) holds it back until writes land again.
