@@ -132,6 +132,7 @@ func readLine(r *bufio.Reader) (line []byte, n int64, tooLong bool, err error) {
 // csvSource reads CSV rows under a typed header.
 type csvSource struct {
 	r      *csv.Reader
+	read   *kept // what r has read, from the row being read on
 	cols   []column
 	header []string
 	line   int64 // lines before this reader's start
@@ -141,10 +142,11 @@ type csvSource struct {
 // newCSVSource reads the header from r, unless header is given (a resumed load, which starts
 // after it).
 func newCSVSource(r io.Reader, header []string, line, off int64) (*csvSource, error) {
-	cr := csv.NewReader(r)
+	read := &kept{r: r}
+	cr := csv.NewReader(read)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
-	s := &csvSource{r: cr, line: line, off: off}
+	s := &csvSource{r: cr, read: read, line: line, off: off}
 	if header == nil {
 		h, err := cr.Read()
 		if err == io.EOF {
@@ -154,6 +156,7 @@ func newCSVSource(r io.Reader, header []string, line, off int64) (*csvSource, er
 			return nil, fmt.Errorf("csv header: %w", err)
 		}
 		header = append([]string(nil), h...)
+		read.forget(cr.InputOffset())
 	}
 	cols, err := parseColumns(header)
 	if err != nil {
@@ -164,29 +167,64 @@ func newCSVSource(r io.Reader, header []string, line, off int64) (*csvSource, er
 }
 
 func (s *csvSource) next() (record, error) {
+	start := s.r.InputOffset()
 	row, err := s.r.Read()
 	if err == io.EOF {
 		return record{}, io.EOF
 	}
-	line, _ := s.r.FieldPos(0)
-	rec := record{line: s.line + int64(line), end: s.off + s.r.InputOffset()}
+	end := s.r.InputOffset()
+	defer s.read.forget(end)
+	rec := record{end: s.off + end}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
+		// Not FieldPos: a row refused in its first field has no fields, and FieldPos panics.
 		rec.line = s.line + int64(pe.StartLine)
 		rec.err = fmt.Errorf("csv: %w", pe.Err)
+		if rec.raw = s.read.span(start, end); rec.raw == nil {
+			rec.err = fmt.Errorf("csv: %w (the row runs over %d MiB: its text is not kept)", pe.Err, maxLine>>20)
+		}
 		return rec, nil
 	}
 	if err != nil {
 		return record{}, err
 	}
+	line, _ := s.r.FieldPos(0)
+	rec.line = s.line + int64(line)
 	if rec.item, rec.err = csvItem(s.cols, row); rec.err != nil {
-		var b bytes.Buffer
-		w := csv.NewWriter(&b)
-		_ = w.Write(row) // into memory
-		w.Flush()
-		rec.raw = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+		rec.raw = s.read.span(start, end)
 	}
 	return rec, nil
+}
+
+// kept is a reader that keeps what it has read since the offset last forgotten, so that a row
+// that does not make an item goes to the rejects file as it was written. It holds one row and
+// what the CSV reader has buffered beyond it.
+type kept struct {
+	r    io.Reader
+	buf  []byte
+	base int64 // the offset of buf[0] in what r has read
+}
+
+func (k *kept) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	k.buf = append(k.buf, p[:n]...)
+	return n, err
+}
+
+// forget lets go of what was read before offset off.
+func (k *kept) forget(off int64) {
+	k.buf = k.buf[off-k.base:]
+	k.base = off
+}
+
+// span returns a copy of what was read from offset from to offset to, without its line end; nil
+// when that is over maxLine (a quote left open can make one field of the rest of the input).
+func (k *kept) span(from, to int64) []byte {
+	if to-from > maxLine {
+		return nil
+	}
+	b := k.buf[from-k.base : to-k.base]
+	return bytes.Clone(bytes.TrimRight(b, "\r\n"))
 }
 
 // openSource makes a source of r (the input's bytes, maybe gzip), given its format ("" to

@@ -224,6 +224,36 @@ func TestCSVSourceLinesAndOffsets(t *testing.T) {
 	}
 }
 
+// TestCSVRejectsKeepTheRowAsWritten: a row that does not parse, or does not make an item, is
+// kept as it was in the input, line end aside, for the rejects file.
+func TestCSVRejectsKeepTheRowAsWritten(t *testing.T) {
+	in := "pk,n:N\r\na,1\r\nb\"x,2\r\n\"c\nd\",x\r\ne,3\r\n\"f,4\n"
+	src, err := newCSVSource(strings.NewReader(in), nil, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raws []string
+	for {
+		rec, err := src.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (rec.err != nil) != (rec.raw != nil) {
+			t.Errorf("line %d: error %v with raw %q", rec.line, rec.err, rec.raw)
+		}
+		if rec.raw != nil {
+			raws = append(raws, string(rec.raw))
+		}
+	}
+	want := []string{"b\"x,2", "\"c\nd\",x", "\"f,4"}
+	if !slices.Equal(raws, want) {
+		t.Errorf("rows kept %q; want %q", raws, want)
+	}
+}
+
 func TestSourceDetectsFormatAndGzip(t *testing.T) {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
