@@ -72,7 +72,9 @@ func (a *app) connect(ctx context.Context, conns int) (*dynamodb.Client, error) 
 			fmt.Fprintf(a.stderr, "dynaflow: no AWS credentials configured; using placeholder credentials for the local endpoint %s\n", endpoint)
 		}
 	}
-	return dynamodb.NewFromConfig(cfg), nil
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, checksumWhereMissing)
+	}), nil
 }
 
 // isLoopback reports whether endpoint is a URL whose host is on this machine.
