@@ -90,7 +90,6 @@ func (a *app) connFlags(c *cobra.Command) {
 	f.BoolVar(&a.yes, "yes", false, "answer yes to prompts (there are none for non-destructive work)")
 	f.StringVar(&a.checkpoint, "checkpoint", "", "where to keep the checkpoint for --resume (default: see above)")
 	f.DurationVar(&a.checkpointEvery, "checkpoint-every", time.Second, "how often to save the checkpoint")
-	f.DurationVar(&a.landGrace, "land-grace", 10*time.Second, "after an interrupt, how long to wait for accepted writes to land")
 	f.BoolVar(&a.resume, "resume", false, "continue from the checkpoint of an interrupted run")
 }
 
@@ -100,6 +99,7 @@ func (a *app) writeFlags(c *cobra.Command) {
 	f.StringVar(&a.maxWrite, "max-write-units", "", "cap on write capacity units per second: a number, or P% of the table's provisioned (or on-demand maximum) capacity")
 	f.StringVar(&a.rejects, "rejects", "", "file for the items that could not be written, in ddb format (default: TABLE.rejects.ddb, made only when needed)")
 	f.BoolVar(&a.verify, "verify", false, "count the destination afterwards and compare")
+	f.DurationVar(&a.landGrace, "land-grace", 10*time.Second, "after an interrupt, how long to wait for accepted writes to land")
 }
 
 func (a *app) readFlags(c *cobra.Command) {
@@ -109,10 +109,11 @@ func (a *app) readFlags(c *cobra.Command) {
 	f.Int32Var(&a.pageSize, "page-size", 0, "items per Scan page (default: DynamoDB's 1 MB pages)")
 }
 
-func (a *app) formatFlags(c *cobra.Command) {
+// formatFlags are --format and --gzip; detected says what their defaults are.
+func (a *app) formatFlags(c *cobra.Command, detected [2]string) {
 	f := c.Flags()
-	f.StringVar(&a.format, "format", "", "ddb, json or csv (default: from the file name, else ddb)")
-	f.BoolVar(&a.gzip, "gzip", false, "gzip (default: from a .gz name)")
+	f.StringVar(&a.format, "format", "", "ddb, json or csv (default: "+detected[0]+")")
+	f.BoolVar(&a.gzip, "gzip", false, "gzip (default: "+detected[1]+")")
 }
 
 // changed reports whether the flag name was given on the command line.
