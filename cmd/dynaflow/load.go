@@ -213,7 +213,7 @@ func (a *app) finishRejects(pr *progress, rej *rejects, notes []string) error {
 		}
 		notes = append(notes, fmt.Sprintf("%s rejected, in %s", count(n), rej.path))
 		pr.end(false, notes...)
-		return fmt.Errorf("%w: %s items are in %s, each with the reason (the first: %v)", errRejects, count(n), rej.path, rej.first)
+		return fmt.Errorf("%w: %s in %s, each with the reason (the first: %v)", errRejects, items(n, "item is", "items are"), rej.path, rej.first)
 	}
 	pr.end(false, notes...)
 	return nil
@@ -255,14 +255,14 @@ func (a *app) dryLoad(src source, info *tableInfo, rej *rejects, m *meter, pr *p
 		est += info.writeUnits(rec.item)
 		m.estimate.Store(int64(est * 1000))
 	}
-	notes := []string{fmt.Sprintf("dry run: %s items would be written, about %.0f write units; nothing was written", count(m.read.Load()-rej.count()), est)}
+	notes := []string{fmt.Sprintf("dry run: %s would be written, about %.0f write units; nothing was written", items(m.read.Load()-rej.count(), "item", "items"), est)}
 	if n := rej.count(); n > 0 {
 		pr.end(false, notes...)
 		where := "pass --rejects FILE to keep them"
 		if a.rejects != "" {
 			where = "they are in " + a.rejects
 		}
-		return fmt.Errorf("%w: %s items would be rejected (the first: %v); %s", errRejects, count(n), rej.first, where)
+		return fmt.Errorf("%w: %s would be rejected (the first: %v); %s", errRejects, items(n, "item", "items"), rej.first, where)
 	}
 	pr.end(false, notes...)
 	return nil

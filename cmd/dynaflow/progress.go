@@ -211,6 +211,14 @@ func (pr *progress) end(interrupted bool, notes ...string) figures {
 	return f
 }
 
+// items is count(n) followed by one or many, as n is 1 or not.
+func items(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return count(n) + " " + many
+}
+
 // count writes n with thousands separators.
 func count(n int64) string {
 	s := fmt.Sprint(n)
