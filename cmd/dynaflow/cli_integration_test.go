@@ -276,6 +276,31 @@ func TestIntegrationRejectsWhatDynamoDBRefuses(t *testing.T) {
 	}
 }
 
+// TestIntegrationLoadCountsReplaced: a line with the key of an earlier one replaces it, numbers
+// equal in value being one key, and the summary counts it: what was read is written or replaced.
+func TestIntegrationLoadCountsReplaced(t *testing.T) {
+	w := newWorld(t)
+	table := w.table(t)
+	in := `{"pk":"a","sk":1,"v":"first"}
+{"pk":"a","sk":1.0,"v":"second"}
+{"pk":"a","sk":2}
+`
+	if err := os.WriteFile(w.path("in.json"), []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.run(t, nil, "load", table, "in.json", "--progress", "json")
+	last := lastFigures(t, r.stderr)
+	// The first line's write is replaced unless it was sent before the second came.
+	if r.code != 0 || last.Read != 3 || last.Written+last.Replaced != 3 || last.Replaced > 1 {
+		t.Errorf("exit %d; read %d, written %d, replaced %d; want 0; 3, 3 written or replaced (at most 1 replaced)", r.code, last.Read, last.Written, last.Replaced)
+	}
+	// Compared as text: moto keeps a number as it was sent ("1.0"), DynamoDB as its value ("1").
+	got := slices.Sorted(maps.Keys(w.contents(t, table)))
+	if len(got) != 2 || !strings.Contains(got[0], `"v":{"S":"second"}`) || !strings.Contains(got[1], `"sk":{"N":"2"}`) {
+		t.Errorf("table holds %q; want the second line's item and the third's", got)
+	}
+}
+
 // TestIntegrationDryRun writes nothing and reports the counts and the estimated write units.
 func TestIntegrationDryRun(t *testing.T) {
 	w := newWorld(t)
@@ -663,7 +688,7 @@ func TestIntegrationProgressBar(t *testing.T) {
 	table := w.table(t)
 	writeItems(t, w.path("in.ddb"), formatDDB, nil, typed(50))
 	r := w.run(t, nil, "load", table, "in.ddb", "--progress", "bar")
-	if r.code != 0 || !strings.Contains(r.stderr, "load "+table) || !strings.Contains(r.stderr, "dynaflow load "+table+": read 50, written 50") {
+	if r.code != 0 || !strings.Contains(r.stderr, "load "+table) || !strings.Contains(r.stderr, "dynaflow load "+table+": read 50, written 50, replaced 0") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	if r.stdout != "" {

@@ -36,6 +36,7 @@ type figures struct {
 	ElapsedS    float64  `json:"elapsed_s"`
 	Read        int64    `json:"read"`
 	Written     int64    `json:"written"`
+	Replaced    int64    `json:"replaced"` // by a later item with the same key (load, copy)
 	Rejected    int64    `json:"rejected"`
 	Retried     int64    `json:"retried"`
 	Throttled   int64    `json:"throttled"`
@@ -60,7 +61,7 @@ func (m *meter) figures() figures {
 	}
 	if b := m.batcher.Load(); b != nil {
 		s := b.Stats()
-		f.Written, f.Retried, f.Throttled, f.WriteUnits = s.Written, s.Retried, s.ThrottledWrites, s.WriteUnits
+		f.Written, f.Replaced, f.Retried, f.Throttled, f.WriteUnits = s.Written, s.Coalesced, s.Retried, s.ThrottledWrites, s.WriteUnits
 	}
 	if m.client != nil {
 		rs := m.client.ReadStats()
@@ -196,8 +197,8 @@ func (pr *progress) end(interrupted bool, notes ...string) figures {
 		_ = json.NewEncoder(pr.w).Encode(f)
 		return f
 	}
-	s := fmt.Sprintf("dynaflow %s: read %s, written %s, rejected %s, retried %s, throttled %s, %.1f write units, %.1f read units, %s",
-		f.Command, count(f.Read), count(f.Written), count(f.Rejected), count(f.Retried), count(f.Throttled), f.WriteUnits, f.ReadUnits, time.Duration(f.ElapsedS*float64(time.Second)).Round(time.Millisecond))
+	s := fmt.Sprintf("dynaflow %s: read %s, written %s, replaced %s, rejected %s, retried %s, throttled %s, %.1f write units, %.1f read units, %s",
+		f.Command, count(f.Read), count(f.Written), count(f.Replaced), count(f.Rejected), count(f.Retried), count(f.Throttled), f.WriteUnits, f.ReadUnits, time.Duration(f.ElapsedS*float64(time.Second)).Round(time.Millisecond))
 	if f.EstUnits > 0 {
 		s += fmt.Sprintf(", estimated write units %.0f", f.EstUnits)
 	}
