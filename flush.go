@@ -465,9 +465,8 @@ func (o *owner) take(c *call, q []*keyState) []*keyState {
 	return q[n:]
 }
 
-// complete handles a finished call: it ends the writes that landed or failed, and schedules the
-// others to be sent again after a backoff, unless a newer write to their key has come in. A table
-// whose writes came back is paused.
+// complete handles a finished call: it settles each write, and then updates each table's pause
+// and rate with how its writes in the call fared.
 func (o *owner) complete(c *call, now time.Time) {
 	b := o.b
 	select {
@@ -488,72 +487,60 @@ func (o *owner) complete(c *call, now time.Time) {
 		}
 	}
 	o.rtt = smooth(o.rtt, now.Sub(c.sentAt))
-	var counts []tableCount // per table in the call; a call holds few tables
-	count := func(w *write, out outcome, e error) {
-		i := slices.IndexFunc(counts, func(tc tableCount) bool { return tc.t == w.t })
-		if i < 0 {
-			counts = append(counts, tableCount{t: w.t})
-			i = len(counts) - 1
-		}
-		tc := &counts[i]
-		tc.n++
-		switch {
-		case out == landed:
-			tc.units += writeUnits(w)
-		case out == again:
-			tc.back++
-			if isThrottle(e) || errors.Is(e, ErrUnprocessed) {
-				tc.throttled++
+	for _, g := range groups(c.writes, 0) { // each table's writes, side by side in the call
+		t := c.writes[g[0]].t
+		back, throttled, units := 0, 0, 0.0
+		for i := g[0]; i < g[1]; i++ {
+			w, out, err := c.writes[i], c.outcomes[i], c.errs[i]
+			switch out {
+			case landed:
+				units += writeUnits(w)
+			case again:
+				back++
+				if isThrottle(err) || errors.Is(err, ErrUnprocessed) {
+					throttled++
+				}
 			}
+			o.settle(w, out, err, now)
 		}
-	}
-	for i, w := range c.writes {
-		ks := w.ks // in flight, so still its key's
-		ks.inflight = nil
-		out := c.outcomes[i]
-		if e := c.errs[i]; out != landed && (w.err == nil || !errors.Is(e, context.Canceled)) {
-			w.err = e // the last error that says something: a cancelled call does not
-		}
-		count(w, out, c.errs[i])
-		switch {
-		case out == landed:
-			o.landed(w)
-		case o.aborting:
-			o.fail(w, o.abortErr(w))
-		case out == failed:
-			o.fail(w, failErr(w.t, w.err))
-		case ks.next != nil:
-			o.replace(w, ks.next) // a newer write to this key came in while this one was out: it wins
-		case w.attempts >= b.opts.Retry.MaxAttempts:
-			o.fail(w, failErr(w.t, fmt.Errorf("gave up after %d attempts%s: %w", w.attempts, throttleReasons(w.err), w.err)))
-		default:
-			ks.next = w
-			o.delta.Retried++
-			heap.Push(&o.delays, delayed{at: now.Add(b.opts.Retry.backoff(w.attempts)), ks: ks, w: w})
-		}
-		if ks.next != nil && ks.next != w && !ks.queued {
-			o.enqueueFresh(ks, now) // the newer write waited behind this one
-		}
-		if ks.next == nil && ks.inflight == nil {
-			o.dropKeyState(ks)
-		}
-	}
-	for _, tc := range counts {
-		tc.t.out--
-		o.judge(tc.t, c.sentAt, tc.n, tc.back, now)
+		t.out--
+		o.judge(t, c.sentAt, g[1]-g[0], back, now)
 		if !b.opts.FixedInFlight && !o.aborting {
-			tc.t.pace.observe(now, c.sentAt, tc.n, tc.throttled, tc.units)
+			t.pace.observe(now, c.sentAt, g[1]-g[0], throttled, units)
 		}
 	}
 }
 
-// tableCount is how many of a call's writes were for a table, how many of those came back to be
-// sent again, how many of those DynamoDB throttled or handed back, and the units of those that
-// landed.
-type tableCount struct {
-	t                  *table
-	n, back, throttled int
-	units              float64
+// settle ends w, back from a call with outcome out and error err, or schedules it to be sent
+// again after a backoff, unless a newer write to its key has come in.
+func (o *owner) settle(w *write, out outcome, err error, now time.Time) {
+	ks := w.ks // in flight, so still its key's
+	ks.inflight = nil
+	if out != landed && (w.err == nil || !errors.Is(err, context.Canceled)) {
+		w.err = err // the last error that says something: a cancelled call does not
+	}
+	switch {
+	case out == landed:
+		o.landed(w)
+	case o.aborting:
+		o.fail(w, o.abortErr(w))
+	case out == failed:
+		o.fail(w, failErr(w.t, w.err))
+	case ks.next != nil:
+		o.replace(w, ks.next) // a newer write to this key came in while this one was out: it wins
+	case w.attempts >= o.b.opts.Retry.MaxAttempts:
+		o.fail(w, failErr(w.t, fmt.Errorf("gave up after %d attempts%s: %w", w.attempts, throttleReasons(w.err), w.err)))
+	default:
+		ks.next = w
+		o.delta.Retried++
+		heap.Push(&o.delays, delayed{at: now.Add(o.b.opts.Retry.backoff(w.attempts)), ks: ks, w: w})
+	}
+	if ks.next != nil && ks.next != w && !ks.queued {
+		o.enqueueFresh(ks, now) // the newer write waited behind this one
+	}
+	if ks.next == nil && ks.inflight == nil {
+		o.dropKeyState(ks)
+	}
 }
 
 // judge updates t's pause after a call sent at sentAt that carried n of its writes, of which back
