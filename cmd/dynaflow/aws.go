@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -188,8 +189,24 @@ func (t *tableInfo) writeUnits(item dynaflow.Item) float64 {
 	return kb * float64(1+t.indexes)
 }
 
+// numberValue returns the exact value of a DynamoDB number. One far longer or larger than
+// DynamoDB takes (38 digits, from 1e-130 to 1e126) is not worked out: 1e999999999 would take
+// memory without end.
+func numberValue(s string) (*big.Rat, bool) {
+	if len(s) > 200 {
+		return nil, false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		if exp, err := strconv.Atoi(s[i+1:]); err != nil || exp < -200 || exp > 200 {
+			return nil, false
+		}
+	}
+	return new(big.Rat).SetString(s)
+}
+
 // keyString is the key of item in the table, as a string that two items share only when they
-// have the same key: each key value, length first.
+// have the same key: each key value, length first, and a number by its value, as DynamoDB and
+// the Batcher take it ("1", "1.0" and "10e-1" are one key).
 func (t *tableInfo) keyString(item dynaflow.Item) string {
 	var b []byte
 	for _, k := range t.keys {
@@ -199,6 +216,9 @@ func (t *tableInfo) keyString(item dynaflow.Item) string {
 			v = a.Value
 		case *types.AttributeValueMemberN:
 			v = a.Value
+			if r, ok := numberValue(a.Value); ok {
+				v = r.RatString()
+			}
 		case *types.AttributeValueMemberB:
 			v = string(a.Value)
 		}

@@ -278,6 +278,7 @@ func TestIntegrationRejectsWhatDynamoDBRefuses(t *testing.T) {
 
 // TestIntegrationLoadCountsReplaced: a line with the key of an earlier one replaces it, numbers
 // equal in value being one key, and the summary counts it: what was read is written or replaced.
+// --verify counts the keys the same way.
 func TestIntegrationLoadCountsReplaced(t *testing.T) {
 	w := newWorld(t)
 	table := w.table(t)
@@ -288,7 +289,7 @@ func TestIntegrationLoadCountsReplaced(t *testing.T) {
 	if err := os.WriteFile(w.path("in.json"), []byte(in), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := w.run(t, nil, "load", table, "in.json", "--progress", "json")
+	r := w.run(t, nil, "load", table, "in.json", "--progress", "json", "--verify")
 	last := lastFigures(t, r.stderr)
 	// The first line's write is replaced unless it was sent before the second came.
 	if r.code != 0 || last.Read != 3 || last.Written+last.Replaced != 3 || last.Replaced > 1 {

@@ -309,6 +309,18 @@ func TestKeyStringTellsKeysApart(t *testing.T) {
 	if a == b || a != c {
 		t.Errorf("keyString: %q %q %q", a, b, c)
 	}
+	num := &tableInfo{keys: []keyAttr{{"pk", "S"}, {"sk", "N"}}}
+	one := num.keyString(dynaflow.Item{"pk": S("a"), "sk": N("1")})
+	for _, same := range []string{"1.0", "+1", "10e-1", "0.1E1", "1.000000000000000000000000000000000000"} {
+		if k := num.keyString(dynaflow.Item{"pk": S("a"), "sk": N(same)}); k != one {
+			t.Errorf("keyString of sk %s is %q, of sk 1 %q: one number, one key", same, k, one)
+		}
+	}
+	for _, other := range []string{"2", "1.00000000000000000000000000000000000001", "-1", "1e1", "1e999999999"} {
+		if num.keyString(dynaflow.Item{"pk": S("a"), "sk": N(other)}) == one {
+			t.Errorf("keyString of sk %s is that of sk 1", other)
+		}
+	}
 }
 
 func TestUnitsFlag(t *testing.T) {
