@@ -196,23 +196,32 @@ func TestCSVRoundTripsItsTypes(t *testing.T) {
 	}
 }
 
-func TestCSVSourceLinesAndOffsets(t *testing.T) {
-	in := "pk,n:N\na,1\n\"b\nc\",2\nd,x\n"
+// readCSV reads every record of in, a CSV file with its header.
+func readCSV(t *testing.T, in string) []record {
+	t.Helper()
 	src, err := newCSVSource(strings.NewReader(in), nil, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []int64
-	var errs int
-	var end int64
+	var recs []record
 	for {
 		rec, err := src.next()
 		if err == io.EOF {
-			break
+			return recs
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
+		recs = append(recs, rec)
+	}
+}
+
+func TestCSVSourceLinesAndOffsets(t *testing.T) {
+	in := "pk,n:N\na,1\n\"b\nc\",2\nd,x\n"
+	var lines []int64
+	var errs int
+	var end int64
+	for _, rec := range readCSV(t, in) {
 		lines = append(lines, rec.line)
 		if rec.err != nil {
 			errs++
@@ -227,20 +236,8 @@ func TestCSVSourceLinesAndOffsets(t *testing.T) {
 // TestCSVRejectsKeepTheRowAsWritten: a row that does not parse, or does not make an item, is
 // kept as it was in the input, line end aside, for the rejects file.
 func TestCSVRejectsKeepTheRowAsWritten(t *testing.T) {
-	in := "pk,n:N\r\na,1\r\nb\"x,2\r\n\"c\nd\",x\r\ne,3\r\n\"f,4\n"
-	src, err := newCSVSource(strings.NewReader(in), nil, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var raws []string
-	for {
-		rec, err := src.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, rec := range readCSV(t, "pk,n:N\r\na,1\r\nb\"x,2\r\n\"c\nd\",x\r\ne,3\r\n\"f,4\n") {
 		if (rec.err != nil) != (rec.raw != nil) {
 			t.Errorf("line %d: error %v with raw %q", rec.line, rec.err, rec.raw)
 		}
