@@ -5,87 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/dynaflow-go/dynaflow/internal/ddbnum"
 )
-
-// canonicalNumber returns the canonical form of a DynamoDB number, so that numbers equal in value
-// have equal forms: "1", "1.0", "+1", "10e-1" and "1E0" all become "1e0"; zero is "0". It returns
-// an error for a string that is not a number.
-func canonicalNumber(s string) (string, error) {
-	orig := s
-	if s == "" {
-		return "", errors.New("empty number")
-	}
-	neg := false
-	switch s[0] {
-	case '-':
-		neg, s = true, s[1:]
-	case '+':
-		s = s[1:]
-	}
-	mant, exp := s, 0
-	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		mant = s[:i]
-		e := s[i+1:]
-		eneg := false
-		if e != "" && (e[0] == '-' || e[0] == '+') {
-			eneg, e = e[0] == '-', e[1:]
-		}
-		if e == "" {
-			return "", fmt.Errorf("number %q has an empty exponent", orig)
-		}
-		for _, c := range e {
-			if c < '0' || c > '9' {
-				return "", fmt.Errorf("number %q has a bad exponent", orig)
-			}
-			if exp > 100000 {
-				return "", fmt.Errorf("number %q is out of range", orig)
-			}
-			exp = exp*10 + int(c-'0')
-		}
-		if eneg {
-			exp = -exp
-		}
-	}
-	intPart, frac := mant, ""
-	if i := strings.IndexByte(mant, '.'); i >= 0 {
-		intPart, frac = mant[:i], mant[i+1:]
-	}
-	if intPart == "" && frac == "" {
-		return "", fmt.Errorf("number %q has no digits", orig)
-	}
-	var digits []byte
-	for _, part := range [2]string{intPart, frac} {
-		for i := 0; i < len(part); i++ {
-			if part[i] < '0' || part[i] > '9' {
-				return "", fmt.Errorf("number %q is not a decimal number", orig)
-			}
-		}
-	}
-	digits = append(append(digits, intPart...), frac...)
-	// The value is 0.digits × 10^(exp+len(intPart)).
-	exp += len(intPart)
-	lead := 0
-	for lead < len(digits) && digits[lead] == '0' {
-		lead++
-	}
-	digits = digits[lead:]
-	exp -= lead
-	digits = []byte(strings.TrimRight(string(digits), "0"))
-	if len(digits) == 0 {
-		return "0", nil
-	}
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	b.Write(digits)
-	b.WriteByte('e')
-	fmt.Fprint(&b, exp)
-	return b.String(), nil
-}
 
 // keyPart returns the canonical form of one key attribute value: its type letter and its value,
 // a number in canonical form. It fails for a value that cannot be a key: not S, N or B, or an
@@ -103,7 +26,7 @@ func keyPart(v types.AttributeValue) (byte, string, error) {
 		}
 		return 'B', string(v.Value), nil
 	case *types.AttributeValueMemberN:
-		n, err := canonicalNumber(v.Value)
+		n, err := ddbnum.Canonical(v.Value)
 		return 'N', n, err
 	case nil:
 		return 0, "", errors.New("is nil")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/dynaflow-go/dynaflow"
+	"github.com/dynaflow-go/dynaflow/internal/ddbnum"
 )
 
 // connect builds the SDK client from the SDK's standard chain (profile, region, environment,
@@ -189,21 +189,6 @@ func (t *tableInfo) writeUnits(item dynaflow.Item) float64 {
 	return kb * float64(1+t.indexes)
 }
 
-// numberValue returns the exact value of a DynamoDB number. One far longer or larger than
-// DynamoDB takes (38 digits, from 1e-130 to 1e126) is not worked out: 1e999999999 would take
-// memory without end.
-func numberValue(s string) (*big.Rat, bool) {
-	if len(s) > 200 {
-		return nil, false
-	}
-	if i := strings.IndexAny(s, "eE"); i >= 0 {
-		if exp, err := strconv.Atoi(s[i+1:]); err != nil || exp < -200 || exp > 200 {
-			return nil, false
-		}
-	}
-	return new(big.Rat).SetString(s)
-}
-
 // keyString is the key of item in the table, as a string that two items share only when they
 // have the same key: each key value, length first, and a number by its value, as DynamoDB and
 // the Batcher take it ("1", "1.0" and "10e-1" are one key).
@@ -216,8 +201,8 @@ func (t *tableInfo) keyString(item dynaflow.Item) string {
 			v = a.Value
 		case *types.AttributeValueMemberN:
 			v = a.Value
-			if r, ok := numberValue(a.Value); ok {
-				v = r.RatString()
+			if c, err := ddbnum.Canonical(a.Value); err == nil {
+				v = c
 			}
 		case *types.AttributeValueMemberB:
 			v = string(a.Value)

@@ -46,7 +46,7 @@ updated about every six hours).`,
 	}
 	a.connFlags(c)
 	a.readFlags(c)
-	a.formatFlags(c, [2]string{"from the file name, else ddb", "from a .gz name"})
+	a.formatFlags(c, "from the file name, else ddb", "from a .gz name")
 	c.Flags().StringVarP(&a.output, "output", "o", "-", "FILE, DIR/ (one file per segment) or - for stdout")
 	c.Flags().StringVar(&a.columns, "columns", "", "csv: the columns, name or name:TYPE, comma-separated (default: those of the first 1,000 items)")
 	return c

@@ -46,7 +46,7 @@ skips every line before it and misses none after.`,
 	}
 	a.connFlags(c)
 	a.writeFlags(c)
-	a.formatFlags(c, [2]string{"csv for a .csv name, else found from the first line", "found from the data"})
+	a.formatFlags(c, "csv for a .csv name, else found from the first line", "found from the data")
 	c.Flags().BoolVar(&a.dryRun, "dry-run", false, "read and check everything, write nothing; report counts and estimated write units")
 	return c
 }

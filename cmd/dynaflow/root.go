@@ -109,11 +109,11 @@ func (a *app) readFlags(c *cobra.Command) {
 	f.Int32Var(&a.pageSize, "page-size", 0, "items per Scan page (default: DynamoDB's 1 MB pages)")
 }
 
-// formatFlags are --format and --gzip; detected says what their defaults are.
-func (a *app) formatFlags(c *cobra.Command, detected [2]string) {
+// formatFlags are --format and --gzip, with what the command does when they are not given.
+func (a *app) formatFlags(c *cobra.Command, formatDefault, gzipDefault string) {
 	f := c.Flags()
-	f.StringVar(&a.format, "format", "", "ddb, json or csv (default: "+detected[0]+")")
-	f.BoolVar(&a.gzip, "gzip", false, "gzip (default: "+detected[1]+")")
+	f.StringVar(&a.format, "format", "", "ddb, json or csv (default: "+formatDefault+")")
+	f.BoolVar(&a.gzip, "gzip", false, "gzip (default: "+gzipDefault+")")
 }
 
 // changed reports whether the flag name was given on the command line.
