@@ -16,6 +16,7 @@ import (
 // touches nothing else, so that the owner can give up on a call that never returns.
 type call struct {
 	writes    []*write
+	parts     [][2]int  // each table's writes are c.writes[p[0]:p[1]], one part a table
 	outcomes  []outcome // outcomes[i] is what became of writes[i]
 	errs      []error   // errs[i] is why writes[i] did not land
 	sentAt    time.Time
@@ -82,7 +83,7 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 			reqs[i].PutRequest = &puts[i]
 		}
 	}
-	gs := groups(ws, lo)
+	gs := c.partsIn(lo, hi)
 	for _, g := range gs {
 		items[c.writes[g[0]].t.name] = reqs[g[0]-lo : g[1]-lo : g[1]-lo]
 	}
@@ -164,19 +165,18 @@ func (b *Batcher) send(ctx context.Context, c *call, lo, hi int) {
 	}
 }
 
-// groups returns the bounds [from, to) in c.writes of each table's writes in ws, which starts at
-// c.writes[lo].
-func groups(ws []*write, lo int) [][2]int {
-	var gs [][2]int
-	for i := 0; i < len(ws); {
-		j := i + 1
-		for j < len(ws) && ws[j].t == ws[i].t {
-			j++
-		}
-		gs = append(gs, [2]int{lo + i, lo + j})
-		i = j
+// partsIn returns the bounds [from, to) in c.writes of each table's writes within [lo, hi).
+func (c *call) partsIn(lo, hi int) [][2]int {
+	if lo == 0 && hi == len(c.writes) {
+		return c.parts
 	}
-	return gs
+	var ps [][2]int
+	for _, p := range c.parts {
+		if from, to := max(p[0], lo), min(p[1], hi); from < to {
+			ps = append(ps, [2]int{from, to})
+		}
+	}
+	return ps
 }
 
 // unprocessed sets the outcomes of c.writes[lo:hi], one table's writes in a call that succeeded,

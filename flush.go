@@ -407,6 +407,7 @@ func (o *owner) dispatch(now time.Time) {
 			t.fresh = o.take(c, t.fresh)
 			o.fresh -= n - len(t.fresh)
 			if len(c.writes) > before {
+				c.parts = append(c.parts, [2]int{before, len(c.writes)})
 				t.out++
 				u := writeEstimate(c.writes[before:])
 				t.pace.charge(now, u)
@@ -487,7 +488,7 @@ func (o *owner) complete(c *call, now time.Time) {
 		}
 	}
 	o.rtt = smooth(o.rtt, now.Sub(c.sentAt))
-	for _, g := range groups(c.writes, 0) { // each table's writes, side by side in the call
+	for _, g := range c.parts {
 		t := c.writes[g[0]].t
 		back, throttled, units := 0, 0, 0.0
 		for i := g[0]; i < g[1]; i++ {
