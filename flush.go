@@ -39,18 +39,13 @@ func (w *write) request() types.WriteRequest {
 	return types.WriteRequest{PutRequest: &types.PutRequest{Item: w.item}}
 }
 
-// wkey names one item: a table and a canonical key in it.
-type wkey struct {
-	t *table
-	k itemKey
-}
-
 // keyState is the owner's state for one key with writes outstanding. At most one write per key
 // is in flight, so that an older write can never land after a newer one; the newest write waiting
-// behind it (to be sent, or to be sent again) is next. A keyState in the owner's map always has
+// behind it (to be sent, or to be sent again) is next. A keyState in its table.s states always has
 // one of the two.
 type keyState struct {
-	key      wkey
+	t        *table // the table, and the canonical key in it
+	key      itemKey
 	inflight *write
 	next     *write
 	queued   bool      // in its table's fresh or retry queue, to be sent
@@ -91,7 +86,6 @@ type flushWaiter struct {
 // owner is the state of the Batcher's goroutine, which alone touches it.
 type owner struct {
 	b       *Batcher
-	keys    map[wkey]*keyState
 	spare   []*keyState // let go, to reuse: one allocation less per write
 	taken   []*write    // the slice intake last took from b.incoming, emptied, to hand back
 	tables  []*table    // by name; each batch starts with the next one in turn
@@ -112,7 +106,7 @@ type owner struct {
 	partUnits float64
 
 	inflight          int    // batches out
-	live              int    // writes in keys
+	live              int    // writes in the tables' key states
 	fresh             int    // writes in the tables' fresh queues
 	maxSeq            uint64 // the highest sequence number taken in
 	closing, aborting bool
@@ -133,13 +127,14 @@ type owner struct {
 func (b *Batcher) run() {
 	o := &owner{
 		b:       b,
-		keys:    make(map[wkey]*keyState),
 		work:    make(chan *call, 2*b.opts.MaxInFlight),
 		results: make(chan *call, 2*b.opts.MaxInFlight),
 		maxOut:  2 * b.opts.MaxInFlight,
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.tables)) {
-		o.tables = append(o.tables, b.tables[name])
+		t := b.tables[name]
+		t.states = make(map[itemKey]*keyState)
+		o.tables = append(o.tables, t)
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -259,11 +254,10 @@ func (o *owner) accept(w *write, now time.Time) {
 		o.fail(w, o.abortErr(w))
 		return
 	}
-	k := wkey{w.t, w.key}
-	ks := o.keys[k]
+	ks := w.t.states[w.key]
 	if ks == nil {
-		ks = o.newKeyState(k)
-		o.keys[k] = ks
+		ks = o.newKeyState(w.t, w.key)
+		w.t.states[w.key] = ks
 	}
 	w.ks = ks
 	if old := ks.next; old != nil {
@@ -275,10 +269,10 @@ func (o *owner) accept(w *write, now time.Time) {
 	}
 }
 
-// newKeyState returns an empty keyState for k, reusing one that was let go, or one of a block of
+// newKeyState returns an empty keyState for key k in t, reusing one that was let go, or one of a block of
 // 64 allocated at once when none is: every key of a stream may be new. A delayed write may still
 // name a reused keyState; it finds another write in it, and knows it was replaced.
-func (o *owner) newKeyState(k wkey) *keyState {
+func (o *owner) newKeyState(t *table, k itemKey) *keyState {
 	if len(o.spare) == 0 {
 		block := make([]keyState, 64)
 		for i := range block {
@@ -288,13 +282,13 @@ func (o *owner) newKeyState(k wkey) *keyState {
 	n := len(o.spare)
 	ks := o.spare[n-1]
 	o.spare = o.spare[:n-1]
-	ks.key = k
+	ks.t, ks.key = t, k
 	return ks
 }
 
 // dropKeyState lets ks go: its key has nothing outstanding.
 func (o *owner) dropKeyState(ks *keyState) {
-	delete(o.keys, ks.key)
+	delete(ks.t.states, ks.key)
 	if len(o.spare) < o.b.opts.MaxBuffered {
 		*ks = keyState{}
 		o.spare = append(o.spare, ks)
@@ -303,7 +297,7 @@ func (o *owner) dropKeyState(ks *keyState) {
 
 func (o *owner) enqueueFresh(ks *keyState, now time.Time) {
 	ks.queued, ks.since = true, now
-	t := ks.key.t
+	t := ks.t
 	t.fresh = append(t.fresh, ks)
 	o.fresh++
 }
@@ -366,7 +360,7 @@ func (o *owner) wakeDelayed(now time.Time) {
 		d := heap.Pop(&o.delays).(delayed)
 		if ks := d.ks; ks.next == d.w && ks.inflight == nil && !ks.queued {
 			ks.queued = true
-			ks.key.t.retry = append(ks.key.t.retry, ks)
+			ks.t.retry = append(ks.t.retry, ks)
 		}
 	}
 }
@@ -602,12 +596,14 @@ func (o *owner) addWaiter(fw *flushWaiter) {
 	if o.maxSeq <= fw.mark {
 		fw.left = o.live
 	} else {
-		for _, ks := range o.keys {
-			if ks.inflight != nil && ks.inflight.seq <= fw.mark {
-				fw.left++
-			}
-			if ks.next != nil && ks.next.seq <= fw.mark {
-				fw.left++
+		for _, t := range o.tables {
+			for _, ks := range t.states {
+				if ks.inflight != nil && ks.inflight.seq <= fw.mark {
+					fw.left++
+				}
+				if ks.next != nil && ks.next.seq <= fw.mark {
+					fw.left++
+				}
 			}
 		}
 	}
@@ -621,16 +617,16 @@ func (o *owner) startAbort() {
 		return
 	}
 	o.aborting = true
-	for k, ks := range o.keys {
-		if w := ks.next; w != nil {
-			ks.next, ks.queued = nil, false
-			o.fail(w, o.abortErr(w))
-		}
-		if ks.inflight == nil {
-			delete(o.keys, k)
-		}
-	}
 	for _, t := range o.tables {
+		for k, ks := range t.states {
+			if w := ks.next; w != nil {
+				ks.next, ks.queued = nil, false
+				o.fail(w, o.abortErr(w))
+			}
+			if ks.inflight == nil {
+				delete(t.states, k)
+			}
+		}
 		clear(t.fresh)
 		clear(t.retry)
 		t.fresh, t.retry = nil, nil
@@ -642,11 +638,13 @@ func (o *owner) startAbort() {
 // abandon fails the writes of the calls that did not come back within AbortGrace of being
 // cancelled.
 func (o *owner) abandon() {
-	for k, ks := range o.keys {
-		if w := ks.inflight; w != nil {
-			o.fail(w, failErr(w.t, fmt.Errorf("not written before Close gave up: %w; its call did not return within %v of being cancelled", o.b.abortErr, AbortGrace)))
+	for _, t := range o.tables {
+		for _, ks := range t.states {
+			if w := ks.inflight; w != nil {
+				o.fail(w, failErr(w.t, fmt.Errorf("not written before Close gave up: %w; its call did not return within %v of being cancelled", o.b.abortErr, AbortGrace)))
+			}
 		}
-		delete(o.keys, k)
+		clear(t.states)
 	}
 }
 

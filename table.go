@@ -21,10 +21,12 @@ type table struct {
 	keys    []keyAttr // hash key first; fixed once NewBatcher returns
 	indexes int       // global secondary indexes, when DescribeTable told us
 
-	// The owner's alone. Writes wait in fresh, or in retry once a backoff has ended; retry goes
+	// The owner's alone. states holds the keyState of each key of the table with writes
+	// outstanding, by canonical key. Writes wait in fresh, or in retry once a backoff has ended; retry goes
 	// first. strikes counts the round trips in a row in which DynamoDB throttled the table or
 	// handed all its writes back. While it is above zero the table sends nothing until
 	// pausedUntil, and then one call at a time, until a call lands some of its writes.
+	states       map[itemKey]*keyState
 	fresh, retry []*keyState
 	pausedUntil  time.Time
 	strikes      int
