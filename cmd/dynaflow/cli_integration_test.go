@@ -324,6 +324,35 @@ func TestIntegrationDryRun(t *testing.T) {
 	}
 }
 
+// TestIntegrationJSONProgressEndsInJSON ends a run with rejects under --progress json: the error
+// that ends it is a JSON line too, after the summary, so that every line of stderr parses.
+func TestIntegrationJSONProgressEndsInJSON(t *testing.T) {
+	w := newWorld(t)
+	table := w.table(t)
+	in := `{"pk":"a","sk":1}
+{"pk":"b"}
+`
+	if err := os.WriteFile(w.path("in.json"), []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.run(t, nil, "load", table, "in.json", "--progress", "json")
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	var end struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &end); err != nil || r.code != exitRejects {
+		t.Fatalf("exit %d, last line of stderr %q (%v); want exit 2 and a JSON line", r.code, lines[len(lines)-1], err)
+	}
+	if end.ExitCode != exitRejects || !strings.Contains(end.Error, "finished with rejects") || !strings.Contains(end.Error, "sk") {
+		t.Errorf("error line %+v; want exit_code 2 and the rejects error naming sk", end)
+	}
+	last := lastFigures(t, strings.Join(lines[:len(lines)-1], "\n"))
+	if last.Read != 2 || last.Written != 1 || last.Rejected != 1 {
+		t.Errorf("summary read %d, written %d, rejected %d; want 2, 1, 1", last.Read, last.Written, last.Rejected)
+	}
+}
+
 // lastFigures checks that every line of stderr is a JSON progress object and returns the last,
 // which must be the summary.
 func lastFigures(t *testing.T, stderr string) figures {

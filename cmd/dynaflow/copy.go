@@ -135,7 +135,7 @@ func (a *app) copyTable(source, dest string) error {
 	defer rej.close()
 	dyn := dynaflow.New(api, func(o *dynaflow.Options) { o.MaxReadUnits, o.MaxWriteUnits = maxR, maxW })
 	m := &meter{what: "copy " + source + " " + dest, start: time.Now(), total: aws.ToInt64(src.desc.ItemCount), rejected: rej.count, client: dyn}
-	pr := startProgress(m, a.progress, a.stderr)
+	pr := a.startProgress(m)
 	b, err := dyn.NewBatcher(a.stop, dest, a.batcherOptions(dst, maxW))
 	if err != nil {
 		pr.end(false)

@@ -165,7 +165,7 @@ func (a *app) export(table string) error {
 
 	dyn := dynaflow.New(api, func(o *dynaflow.Options) { o.MaxReadUnits = maxR })
 	m := &meter{what: "export " + table, start: time.Now(), total: aws.ToInt64(info.desc.ItemCount), client: dyn}
-	pr := startProgress(m, a.progress, a.stderr)
+	pr := a.startProgress(m)
 
 	var run []int
 	starts := map[int]dynaflow.Item{}

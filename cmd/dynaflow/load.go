@@ -152,7 +152,7 @@ func (a *app) load(table, file string) (err error) {
 
 	dyn := dynaflow.New(api, func(o *dynaflow.Options) { o.MaxWriteUnits = maxW })
 	m.rejected, m.client = rej.count, dyn
-	pr := startProgress(m, a.progress, a.stderr)
+	pr := a.startProgress(m)
 
 	state := loadState{Command: "load", Table: table, Input: abs, InputSize: size, Format: format, Gzip: gzipped, Rejects: rejPath}
 	if cs, ok := src.(*csvSource); ok {

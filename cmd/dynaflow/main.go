@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,18 +72,32 @@ func runContext(stop, hard context.Context, args []string, stdin io.Reader, stdo
 	if a.transport != nil {
 		a.transport.CloseIdleConnections()
 	}
+	code := exitOK
 	switch {
 	case errors.Is(err, errInterrupted):
-		fmt.Fprintln(stderr, "dynaflow:", err)
-		return exitInterrupted
+		code = exitInterrupted
 	case errors.Is(err, errRejects), errors.Is(err, errVerify):
-		fmt.Fprintln(stderr, "dynaflow:", err)
-		return exitRejects
+		code = exitRejects
 	case err != nil:
-		fmt.Fprintln(stderr, "dynaflow:", err)
-		return exitFailed
+		code = exitFailed
 	}
-	return exitOK
+	if err != nil {
+		a.reportError(err, code)
+	}
+	return code
+}
+
+// reportError writes the error that ends a run to stderr: a line of text, or, when the run's
+// progress went out as JSON lines, one more JSON line, so that every line of stderr parses.
+func (a *app) reportError(err error, code int) {
+	if a.progressMode != "json" {
+		fmt.Fprintln(a.stderr, "dynaflow:", err)
+		return
+	}
+	_ = json.NewEncoder(a.stderr).Encode(struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}{err.Error(), code})
 }
 
 // Errors that choose the exit code; the message says more.

@@ -97,6 +97,14 @@ type progress struct {
 	bar  *mpb.Bar
 }
 
+// startProgress starts reporting m as --progress asks, on stderr, and notes the mode chosen, in
+// which the error that may end the run is reported too.
+func (a *app) startProgress(m *meter) *progress {
+	pr := startProgress(m, a.progress, a.stderr)
+	a.progressMode = pr.mode
+	return pr
+}
+
 func startProgress(m *meter, mode string, w io.Writer) *progress {
 	if mode == "auto" {
 		mode = "json"

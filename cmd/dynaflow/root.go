@@ -39,8 +39,9 @@ type app struct {
 	yes               bool
 	output            string
 
-	cmd       *cobra.Command  // the command running, for Flags().Changed
-	transport *http.Transport // the SDK client's, to close its idle connections at the end
+	cmd          *cobra.Command  // the command running, for Flags().Changed
+	progressMode string          // how the run reports progress once it has started: "json", "bar" or "none"
+	transport    *http.Transport // the SDK client's, to close its idle connections at the end
 }
 
 func (a *app) root() *cobra.Command {
