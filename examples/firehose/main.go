@@ -132,6 +132,7 @@ func run(events, producers, streams int, endpoint string) error {
 
 	dyn := dynaflow.New(api)
 	var reported atomic.Int64
+	var firstFailure atomic.Value // string: the first failure's table and error, never its item
 	b, err := dyn.NewBatcher(ctx, table, func(o *dynaflow.BatcherOptions) {
 		o.MaxInFlight = 16
 		o.FlushInterval = 20 * time.Millisecond
@@ -139,6 +140,10 @@ func run(events, producers, streams int, endpoint string) error {
 			var we *dynaflow.WriteError
 			if errors.As(err, &we) {
 				reported.Add(int64(len(we.Failures)))
+				if len(we.Failures) > 0 {
+					f := we.Failures[0]
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%s: %v", f.Table, f.Err))
+				}
 			}
 		}
 	})
@@ -208,6 +213,9 @@ func run(events, producers, streams int, endpoint string) error {
 	fmt.Printf("retried:           %d writes handed back unprocessed and sent again\n", st.Retried)
 	fmt.Printf("throttled calls:   %d\n", st.Throttled)
 	fmt.Printf("failed:            %d (OnError saw %d)\n", st.Failed, reported.Load())
+	if f, ok := firstFailure.Load().(string); ok {
+		fmt.Printf("first failure:     %s\n", f)
+	}
 	fmt.Printf("read back:         %d items with dyn.Query\n", read)
 	if closeErr != nil {
 		return fmt.Errorf("close: %w", closeErr)
